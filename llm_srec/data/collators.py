@@ -1,0 +1,133 @@
+"""Batch collators: `SASRecCollator` (teacher pre-training) and `LLMSRecCollator` (LLM-SRec training batches with
+exactly the keys of DESIGN.md's table).
+
+Why collators hold the negative sampling: negatives must change every epoch yet be reproducible, so each row's
+negatives come from `user_rng(seed, user_index, epoch[, position])` and `set_epoch` moves to the next epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from .sampling import sample_negatives, user_rng
+from .transforms import POSITION
+
+
+def left_pad(sequences: Sequence[Sequence[int]], length: int) -> torch.Tensor:
+    """(B, length) long tensor: the last `length` ids of each sequence, right-aligned, 0-padded on the left."""
+    batch = torch.zeros(len(sequences), length, dtype=torch.long)
+    for row, sequence in enumerate(sequences):
+        kept = list(sequence)[-length:] if length else []
+        if kept:
+            batch[row, length - len(kept):] = torch.as_tensor(kept, dtype=torch.long)
+    return batch
+
+
+class _EpochSeeded:
+    """The seed/epoch state shared by both collators."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use epoch `epoch`'s negatives from now on (call at the start of every epoch)."""
+        self.epoch = int(epoch)
+
+    def _rng(self, feature: dict[str, Any]) -> np.random.Generator:
+        if POSITION in feature:
+            return user_rng(self.seed, feature["user_index"], self.epoch, feature[POSITION])
+        return user_rng(self.seed, feature["user_index"], self.epoch)
+
+
+class SASRecCollator(_EpochSeeded):
+    """Train-split rows -> SASRec pre-training batch (PAPER.md §4.4).
+
+    For a training sequence t = history + [target]: `input_ids` = t[:-1], `positive_ids` = t[1:] (aligned), and
+    `negative_ids` = one item per non-padded position not in t (drawn with replacement), all left-padded to
+    `maxlen` (the last `maxlen` positions are kept).
+    """
+
+    def __init__(self, num_items: int, maxlen: int = 128, seed: int = 0) -> None:
+        super().__init__(seed)
+        if maxlen < 1 or num_items < 2:
+            raise ValueError(f"need maxlen >= 1 and num_items >= 2, got {maxlen}, {num_items}")
+        self.num_items = int(num_items)
+        self.maxlen = int(maxlen)
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        inputs, positives, negatives = [], [], []
+        for feature in features:
+            sequence = [*feature["history"], feature["target"]]
+            inputs.append(sequence[:-1])
+            positives.append(sequence[1:])
+            count = min(len(sequence) - 1, self.maxlen)
+            negatives.append(sample_negatives(self.num_items, sequence, count, self._rng(feature), replace=True))
+        return {
+            "input_ids": left_pad(inputs, self.maxlen),
+            "positive_ids": left_pad(positives, self.maxlen),
+            "negative_ids": left_pad(negatives, self.maxlen),
+        }
+
+
+class LLMSRecCollator(_EpochSeeded):
+    """Split rows -> an LLM-SRec batch: user prompts, teacher input, and target + `num_negatives` candidates.
+
+    Keys: `input_ids`, `attention_mask`, `history_item_ids` (from `processor(...)`), `sasrec_input_ids` (full
+    history, last `sasrec_maxlen` items, left-padded), `candidate_input_ids`/`candidate_attention_mask` (B*C item
+    prompts from `processor.encode_items`), `candidate_item_ids` (B, C) with the target in column 0, `labels` (B,)
+    zeros. Negatives avoid the row's history and target and, when given, `known_items[user_index]` (e.g.
+    `RecommendationData.sequences("train")`, to also avoid later items of all-positions examples).
+    """
+
+    def __init__(
+        self,
+        processor: Any,
+        sasrec_maxlen: int = 128,
+        num_negatives: int = 3,
+        seed: int = 0,
+        known_items: Sequence[np.ndarray] | None = None,
+    ) -> None:
+        super().__init__(seed)
+        if processor.item_catalog is None:
+            raise ValueError("the processor needs an item catalog (processor.item_catalog = data.catalog)")
+        if sasrec_maxlen < 1 or num_negatives < 0:
+            raise ValueError(f"need sasrec_maxlen >= 1 and num_negatives >= 0, got {sasrec_maxlen}, {num_negatives}")
+        self.processor = processor
+        self.num_items = len(processor.item_catalog)
+        self.sasrec_maxlen = int(sasrec_maxlen)
+        self.num_negatives = int(num_negatives)
+        self.known_items = known_items
+
+    def _exclude(self, feature: dict[str, Any]) -> np.ndarray:
+        own = np.asarray([*feature["history"], feature["target"]], dtype=np.int64)
+        if self.known_items is None:
+            return own
+        return np.concatenate([own, np.asarray(self.known_items[feature["user_index"]], dtype=np.int64)])
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        histories = [list(feature["history"]) for feature in features]
+        timestamps = [list(feature["history_timestamps"]) or None for feature in features]
+        users = self.processor(histories, timestamps=timestamps, return_tensors="pt")
+        candidates = np.stack([
+            np.concatenate([
+                [feature["target"]],
+                sample_negatives(self.num_items, self._exclude(feature), self.num_negatives, self._rng(feature)),
+            ])
+            for feature in features
+        ]).astype(np.int64)
+        items = self.processor.encode_items(candidates.reshape(-1).tolist(), return_tensors="pt")
+        return {
+            "input_ids": users["input_ids"],
+            "attention_mask": users["attention_mask"],
+            "history_item_ids": users["history_item_ids"],
+            "sasrec_input_ids": left_pad(histories, self.sasrec_maxlen),
+            "candidate_input_ids": items["input_ids"],
+            "candidate_attention_mask": items["attention_mask"],
+            "candidate_item_ids": torch.as_tensor(candidates, dtype=torch.long),
+            "labels": torch.zeros(len(features), dtype=torch.long),
+        }
