@@ -1,0 +1,785 @@
+"""LLM-SRec (Kim et al., KDD'25) as a transformers `PreTrainedModel` (PAPER.md §2-3, §9).
+
+A frozen backbone LLM reads a user prompt whose ``[HistoryEmb]`` slots hold f_I(SASRec item embeddings) and whose
+``[UserOut]`` slot holds a learned vector; its last hidden state there, through f_user, is the user representation.
+Items are encoded the same way with an item prompt and ``[ItemOut]``. Training distils the frozen SASRec teacher's
+user representation into f_user (MSE on L2-normalised vectors, or the contrastive variant) next to a sampled-softmax
+retrieval loss and a uniformity regulariser. Only f_I, the three heads and the two output vectors train (plus an
+optional LoRA adapter); the backbone is never resized, modified or saved.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.dynamic_module_utils import custom_object_save
+from transformers.utils import ModelOutput, cached_file, is_peft_available
+
+from .configuration_llm_srec import LLMSRecConfig
+from .modeling_sasrec import SASRecModel
+from .processing_llm_srec import LLMSRecProcessor
+
+logger = logging.getLogger(__name__)
+
+WEIGHTS_NAME = "model.safetensors"
+PROCESSOR_CONFIG_NAME = "processor_config.json"
+_TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LLMSRecOutput(ModelOutput):
+    """Output of `LLMSRecForRecommendation.forward`.
+
+    Args:
+        loss: weighted sum of the enabled loss terms (when ``labels`` are given).
+        retrieval_loss: sampled-softmax cross-entropy over the candidates (Eq. 1); None when its weight is 0.
+        distillation_loss: MSE on L2-normalised f_user vs f_CF-user(O_u) (or the contrastive Eq. 10); None when off.
+        uniformity_loss: uniformity of both normalised batches (Eq. 3, no log); None when off.
+        logits: ``(B, C)`` dot products between users and their candidates.
+        user_embeddings: f_user(h_U), ``(B, d')``.
+        item_embeddings: f_item(h_I) of the candidates, ``(B, C, d')``.
+        teacher_embeddings: f_CF-user(O_u), ``(B, d')``.
+        user_hidden_states: h_U, the backbone's last hidden state at ``[UserOut]``, ``(B, d_llm)``.
+    """
+
+    loss: torch.FloatTensor | None = None
+    retrieval_loss: torch.FloatTensor | None = None
+    distillation_loss: torch.FloatTensor | None = None
+    uniformity_loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    user_embeddings: torch.FloatTensor | None = None
+    item_embeddings: torch.FloatTensor | None = None
+    teacher_embeddings: torch.FloatTensor | None = None
+    user_hidden_states: torch.FloatTensor | None = None
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """Top-k recommendations for one user, best first: external ids, titles and dot-product scores."""
+
+    item_ids: list[str]
+    titles: list[str]
+    scores: list[float]
+
+
+def _mlp(in_features: int, hidden_features: int, out_features: int, activation: nn.Module) -> nn.Sequential:
+    """Linear -> LayerNorm -> activation -> Linear, the shape of every LLM-SRec head (PAPER.md §3.3)."""
+    return nn.Sequential(
+        nn.Linear(in_features, hidden_features),
+        nn.LayerNorm(hidden_features),
+        activation,
+        nn.Linear(hidden_features, out_features),
+    )
+
+
+def _uniformity(embeddings: torch.Tensor) -> torch.Tensor:
+    """Mean of exp(-2 ||x_i - x_j||^2) over distinct in-batch pairs (the code's form: no log); 0 for one row."""
+    if embeddings.shape[0] < 2:
+        return embeddings.new_zeros(())
+    return torch.pdist(embeddings, p=2).pow(2).mul(-2).exp().mean()
+
+
+def _embedding_statistics(weight: torch.Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of an embedding matrix, accumulated in float64 chunk by chunk (memory-safe)."""
+    total = total_sq = 0.0
+    count = weight.numel()
+    rows_per_chunk = max(1, (1 << 22) // max(1, weight.shape[-1]))
+    for chunk in weight.detach().split(rows_per_chunk):
+        chunk = chunk.double()
+        total += chunk.sum().item()
+        total_sq += chunk.pow(2).sum().item()
+    mean = total / count
+    variance = max(total_sq / count - mean * mean, 0.0) * count / max(count - 1, 1)
+    return mean, variance**0.5
+
+
+def _is_quantized(model: nn.Module) -> bool:
+    """transformers sets ``hf_quantizer`` on models loaded with a ``quantization_config``."""
+    return getattr(model, "hf_quantizer", None) is not None
+
+
+def _mark_initialized(model: nn.Module) -> None:
+    """Protect an already-built submodel from transformers' weight initialisation of the composite model."""
+    for module in model.modules():
+        module._is_hf_initialized = True
+
+
+class LLMSRecPreTrainedModel(PreTrainedModel):
+    """Config binding and initialisation of the LLM-SRec heads (xavier-normal linear weights, zero biases)."""
+
+    config_class = LLMSRecConfig
+    config: LLMSRecConfig
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _auto_class = "AutoModel"
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            init.xavier_normal_(module.weight)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, LLMSRecForRecommendation):
+            mean, std = _embedding_statistics(module.llm.get_input_embeddings().weight)
+            init.normal_(module.user_out_embedding, mean=mean, std=std)
+            init.normal_(module.item_out_embedding, mean=mean, std=std)
+
+
+class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
+    """LLM-SRec: next-item retrieval with a frozen LLM distilled from a frozen SASRec teacher.
+
+    Submodules: ``llm`` (the backbone, an `AutoModel` without LM head; frozen, never saved), ``sasrec`` (the
+    teacher; frozen, saved), and the trainable ``item_projection`` (f_I), ``user_head`` (f_user), ``item_head``
+    (f_item), ``cf_user_head`` (f_CF-user), ``user_out_embedding`` and ``item_out_embedding``.
+
+    Args:
+        config: the `LLMSRecConfig`.
+        llm: an already-loaded backbone (an `AutoModel`, or a model with an LM head whose base model is used).
+            Without it the backbone is built, randomly initialised, from ``config.llm_config``; use
+            `from_pretrained` to load real weights.
+        sasrec: an already-built SASRec teacher; without it one is built from ``config.sasrec_config``.
+        processor: an `LLMSRecProcessor` to attach (needed by `recommend` and for the special-token ids).
+    """
+
+    def __init__(
+        self,
+        config: LLMSRecConfig,
+        llm: PreTrainedModel | None = None,
+        sasrec: SASRecModel | None = None,
+        processor: LLMSRecProcessor | None = None,
+    ) -> None:
+        super().__init__(config)
+        self._processor: LLMSRecProcessor | None = None
+        self._item_index: torch.Tensor | None = None
+        self._adapter_keys: frozenset[str] = frozenset()
+        quantized = False
+        if llm is None:
+            if config.llm_config is None:
+                raise ValueError(
+                    "LLMSRecConfig.llm_config is not set: build the config with LLMSRecConfig.from_backbone(...) "
+                    "or pass an already-loaded backbone as llm=."
+                )
+            llm = AutoModel.from_config(config.llm_config)
+        else:
+            if not isinstance(llm, PreTrainedModel):
+                raise ValueError(f"llm must be a transformers PreTrainedModel, got {type(llm).__name__}.")
+            quantized = _is_quantized(llm)
+            if llm.base_model is not llm:
+                logger.info("Using the base model of %s as the backbone (no LM head is used).", type(llm).__name__)
+                llm = llm.base_model
+            if config.llm_config is None:
+                config.llm_config = llm.config
+            elif self._backbone_hidden_size(llm.config) != self._backbone_hidden_size(config.llm_config):
+                raise ValueError(
+                    f"The backbone's hidden size ({self._backbone_hidden_size(llm.config)}) differs from "
+                    f"config.llm_config's ({self._backbone_hidden_size(config.llm_config)}): this checkpoint was "
+                    f"built for another backbone than {config.llm_name_or_path!r}."
+                )
+            _mark_initialized(llm)
+        if sasrec is None:
+            if config.sasrec_config is None:
+                raise ValueError("LLMSRecConfig.sasrec_config is not set: pass the teacher's SASRecConfig.")
+            sasrec = SASRecModel(config.sasrec_config)
+        else:
+            if not isinstance(sasrec, SASRecModel):
+                raise ValueError(f"sasrec must be a SASRecModel, got {type(sasrec).__name__}.")
+            if config.sasrec_config is None:
+                config.sasrec_config = sasrec.config
+            elif (sasrec.config.num_items, sasrec.config.hidden_size) != (
+                config.sasrec_config.num_items,
+                config.sasrec_config.hidden_size,
+            ):
+                raise ValueError(
+                    f"The SASRec teacher (num_items={sasrec.config.num_items}, hidden_size="
+                    f"{sasrec.config.hidden_size}) does not match config.sasrec_config (num_items="
+                    f"{config.sasrec_config.num_items}, hidden_size={config.sasrec_config.hidden_size})."
+                )
+            _mark_initialized(sasrec)
+        self.llm = llm
+        self.sasrec = sasrec
+
+        input_embeddings = llm.get_input_embeddings()
+        input_size = input_embeddings.embedding_dim
+        hidden_size = self._backbone_hidden_size(llm.config) or input_size
+        teacher_size = sasrec.config.hidden_size
+        # The heads, output vectors and teacher live where the backbone's inputs are built.
+        device = input_embeddings.weight.device
+        self.item_projection = _mlp(teacher_size, input_size, input_size, nn.LeakyReLU()).to(device)
+        self.user_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
+        self.item_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
+        self.cf_user_head = _mlp(teacher_size, config.cf_hidden_size, config.embedding_size, nn.GELU()).to(device)
+        self.user_out_embedding = nn.Parameter(torch.empty(input_size, device=device))
+        self.item_out_embedding = nn.Parameter(torch.empty(input_size, device=device))
+        self.sasrec.to(device)
+        self.post_init()
+
+        self.llm.requires_grad_(False)
+        self.sasrec.requires_grad_(False)
+        if quantized:
+            self._prepare_quantized_backbone()
+        if config.lora_config is not None:
+            self._adapter_keys = self._inject_lora()
+        self._check_prompt_budget(config.max_prompt_length)
+        forward_parameters = inspect.signature(self.llm.forward).parameters
+        self._backbone_takes = {
+            name: name in forward_parameters for name in ("position_ids", "use_cache", "return_dict")
+        }
+        if not self._backbone_takes["position_ids"]:
+            logger.warning(
+                "%s.forward takes no position_ids: with absolute positions, scores then depend on the padding side.",
+                type(self.llm).__name__,
+            )
+        self.sasrec.eval()
+        if processor is not None:
+            self.processor = processor
+
+    # ------------------------------------------------------------------------------------------------ setup
+    @staticmethod
+    def _backbone_hidden_size(llm_config: Any) -> int | None:
+        text_config = llm_config.get_text_config() if hasattr(llm_config, "get_text_config") else llm_config
+        return getattr(text_config, "hidden_size", None)
+
+    def _check_prompt_budget(self, max_prompt_length: int) -> None:
+        limit = getattr(self.llm.config, "max_position_embeddings", None)
+        if isinstance(limit, int) and max_prompt_length > limit:
+            raise ValueError(
+                f"max_prompt_length={max_prompt_length} exceeds the backbone's max_position_embeddings ({limit}); "
+                f"set max_prompt_length <= {limit} in the config and the processor."
+            )
+
+    def _prepare_quantized_backbone(self) -> None:
+        """peft's k-bit preparation (fp32 norms/embeddings, frozen weights), as the official code did for 8-bit."""
+        if is_peft_available():
+            from peft import prepare_model_for_kbit_training
+        else:
+            raise ImportError("A quantized backbone needs peft for k-bit preparation: pip install peft.")
+        prepare_model_for_kbit_training(self.llm, use_gradient_checkpointing=False)
+        self.llm.requires_grad_(False)
+
+    def _inject_lora(self) -> frozenset[str]:
+        """Inject the configured LoRA adapter into the backbone; return the state-dict keys of what it trains."""
+        if is_peft_available():
+            from peft import LoraConfig, inject_adapter_in_model
+        else:
+            raise ImportError("config.lora_config needs peft: pip install peft.")
+        inject_adapter_in_model(LoraConfig(**self.config.lora_config), self.llm)
+        keys = frozenset(f"llm.{name}" for name, parameter in self.llm.named_parameters() if parameter.requires_grad)
+        if not keys:
+            raise ValueError(f"lora_config {self.config.lora_config} adapted no module of the backbone.")
+        return keys
+
+    def get_input_embeddings(self) -> nn.Module:
+        """The backbone's token embedding (used by transformers, e.g. for input-gradient hooks)."""
+        return self.llm.get_input_embeddings()
+
+    def train(self, mode: bool = True) -> LLMSRecForRecommendation:
+        """Set the training mode. The teacher always stays in eval mode (a deterministic O_u); the frozen backbone
+        follows the mode like any transformers model (so per-layer gradient checkpointing and LoRA dropout work; a
+        backbone with dropout, e.g. BERT or GPT-2, applies it while training). Training invalidates the item index.
+        """
+        super().train(mode)
+        self.sasrec.eval()
+        if mode:
+            self._item_index = None
+        return self
+
+    @property
+    def processor(self) -> LLMSRecProcessor | None:
+        """The attached `LLMSRecProcessor` (saved with the model; used by `recommend`)."""
+        return self._processor
+
+    @processor.setter
+    def processor(self, processor: LLMSRecProcessor | None) -> None:
+        if processor is not None:
+            self._check_processor(processor)
+            self.config.history_token_id = processor.history_token_id
+            self.config.user_token_id = processor.user_token_id
+            self.config.item_token_id = processor.item_token_id
+            self.config.llm_pad_token_id = processor.pad_token_id
+        self._processor = processor
+        self._item_index = None
+
+    def _check_processor(self, processor: LLMSRecProcessor) -> None:
+        if not isinstance(processor, LLMSRecProcessor):
+            raise ValueError(f"processor must be an LLMSRecProcessor, got {type(processor).__name__}.")
+        config = self.config
+        expected = {
+            **config.prompt_templates,
+            **config.special_tokens,
+            "history_length": config.history_length,
+            "max_prompt_length": config.max_prompt_length,
+        }
+        differing = [name for name, value in expected.items() if getattr(processor, name) != value]
+        if differing:
+            raise ValueError(
+                f"The processor's {', '.join(differing)} differ(s) from the model config; build it with "
+                "LLMSRecProcessor.from_config(model.config, tokenizer, catalog)."
+            )
+        catalog = processor.item_catalog
+        num_items = self.sasrec.config.num_items
+        if catalog is not None and len(catalog) != num_items:
+            raise ValueError(
+                f"The item catalog has {len(catalog)} items but the SASRec teacher's item table has {num_items}: "
+                "they must describe the same items (internal ids 1..num_items)."
+            )
+        vocabulary = self.llm.get_input_embeddings().num_embeddings
+        if processor.pad_token_id is None or not 0 <= processor.pad_token_id < vocabulary:
+            raise ValueError(
+                f"The processor's pad token id {processor.pad_token_id} is not in the backbone's vocabulary "
+                f"({vocabulary} rows): is the tokenizer the backbone's?"
+            )
+
+    def _special_token_ids(self) -> tuple[int, int, int, int]:
+        config = self.config
+        ids = (config.history_token_id, config.user_token_id, config.item_token_id, config.llm_pad_token_id)
+        if any(value is None for value in ids):
+            raise ValueError(
+                "The model does not know the special-token ids: attach a processor "
+                "(model.processor = LLMSRecProcessor.from_config(model.config, tokenizer, catalog))."
+            )
+        return ids
+
+    # ---------------------------------------------------------------------------------------------- encoding
+    def _backbone_states(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        slot_item_ids: torch.LongTensor | None,
+        output_token_id: int,
+        output_vector: torch.Tensor,
+    ) -> torch.Tensor:
+        """The backbone's last hidden state at each prompt's output token, after injecting the vectors (fp32).
+
+        ``[HistoryEmb]`` slots receive f_I(E_i) of ``slot_item_ids`` (non-zero entries, in order, row by row) and the
+        output token receives ``output_vector``, by vectorised masked scatter into ``inputs_embeds``; the special ids
+        are swapped for the pad id before the embedding lookup, so the backbone's vocabulary is never touched.
+        """
+        history_id, user_id, item_id, pad_id = self._special_token_ids()
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}.")
+        embedding = self.llm.get_input_embeddings()
+        device = embedding.weight.device
+        input_ids = input_ids.to(device)
+        attention_mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device)
+        if attention_mask.shape != input_ids.shape:
+            raise ValueError(
+                f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids {tuple(input_ids.shape)}."
+            )
+        history_mask = input_ids == history_id
+        output_mask = (input_ids == output_token_id) & attention_mask.bool()
+        output_counts = output_mask.sum(-1)
+        if bool((output_counts != 1).any()):
+            token = self.config.user_token if output_token_id == user_id else self.config.item_token
+            raise ValueError(
+                f"Every prompt must contain {token} exactly once (outside padding); counts per row: "
+                f"{output_counts.tolist()}."
+            )
+        slot_counts = history_mask.sum(-1)
+        if slot_item_ids is None:
+            slot_item_ids = input_ids.new_zeros((input_ids.shape[0], 0))
+        slot_item_ids = slot_item_ids.to(device)
+        if slot_item_ids.dim() != 2 or slot_item_ids.shape[0] != input_ids.shape[0]:
+            raise ValueError(
+                f"Slot item ids must be (batch={input_ids.shape[0]}, slots), got shape {tuple(slot_item_ids.shape)}."
+            )
+        self.sasrec.check_item_ids(slot_item_ids, "history item ids")
+        item_counts = (slot_item_ids > 0).sum(-1)
+        if not torch.equal(slot_counts, item_counts):
+            raise ValueError(
+                f"Mismatched {self.config.history_token} slots and item ids: the prompts hold {slot_counts.tolist()} "
+                f"slots but {item_counts.tolist()} non-zero item ids were given."
+            )
+        special_mask = (input_ids == history_id) | (input_ids == user_id) | (input_ids == item_id)
+        lookup_ids = input_ids.masked_fill(special_mask, pad_id)
+        if bool((lookup_ids >= embedding.num_embeddings).any()) or bool((lookup_ids < 0).any()):
+            raise ValueError(
+                f"Token ids outside the backbone's vocabulary ({embedding.num_embeddings} rows): the tokenizer does "
+                "not belong to this backbone."
+            )
+        inputs_embeds = embedding(lookup_ids)
+        if slot_item_ids.numel() > 0 and bool(history_mask.any()):
+            item_vectors = self.item_projection(self.sasrec.item_embeddings[slot_item_ids[slot_item_ids > 0]])
+            inputs_embeds = inputs_embeds.masked_scatter(
+                history_mask.unsqueeze(-1), item_vectors.to(inputs_embeds.dtype)
+            )
+        inputs_embeds = torch.where(
+            output_mask.unsqueeze(-1), output_vector.to(device=device, dtype=inputs_embeds.dtype), inputs_embeds
+        )
+        kwargs: dict[str, Any] = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
+        if self._backbone_takes["position_ids"]:
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        if self._backbone_takes["use_cache"]:
+            kwargs["use_cache"] = False
+        if self._backbone_takes["return_dict"]:
+            kwargs["return_dict"] = True
+        outputs = self.llm(**kwargs)
+        hidden_states = getattr(outputs, "last_hidden_state", None)
+        if hidden_states is None:
+            raise ValueError(
+                f"The backbone {type(self.llm).__name__} returned no last_hidden_state "
+                f"(got {type(outputs).__name__}); LLM-SRec reads the last hidden state at the output token, so the "
+                "backbone must be a base model (AutoModel) that returns one."
+            )
+        positions = output_mask.int().argmax(-1).to(hidden_states.device)
+        rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
+        return hidden_states[rows, positions].to(device=self.user_head[0].weight.device, dtype=torch.float32)
+
+    def _user_hidden_states(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        history_item_ids: torch.LongTensor | None,
+    ) -> torch.Tensor:
+        return self._backbone_states(
+            input_ids, attention_mask, history_item_ids, self._special_token_ids()[1], self.user_out_embedding
+        )
+
+    def encode_users(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        history_item_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """User representations f_user(h_U), ``(B, d')``, from tokenised user prompts (see `LLMSRecProcessor`)."""
+        return self.user_head(self._user_hidden_states(input_ids, attention_mask, history_item_ids))
+
+    def encode_items(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None = None,
+        item_ids: torch.LongTensor | None = None,
+    ) -> torch.Tensor:
+        """Item representations f_item(h_I), ``(N, d')``, from tokenised item prompts and their internal ids."""
+        if item_ids is None:
+            raise ValueError("encode_items needs item_ids: the internal id of each prompt's item.")
+        item_ids = torch.as_tensor(item_ids, device=input_ids.device).reshape(-1, 1)
+        states = self._backbone_states(
+            input_ids, attention_mask, item_ids, self._special_token_ids()[2], self.item_out_embedding
+        )
+        return self.item_head(states)
+
+    def encode_teacher(self, sasrec_input_ids: torch.LongTensor) -> torch.Tensor:
+        """f_CF-user(O_u), ``(B, d')``: the frozen teacher's user representation mapped to the shared space."""
+        with torch.no_grad():
+            teacher = self.sasrec.encode_users(sasrec_input_ids.to(self.sasrec.item_embeddings.device))
+        return self.cf_user_head(teacher.float())
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        history_item_ids: torch.LongTensor | None = None,
+        sasrec_input_ids: torch.LongTensor | None = None,
+        candidate_input_ids: torch.LongTensor | None = None,
+        candidate_attention_mask: torch.Tensor | None = None,
+        candidate_item_ids: torch.LongTensor | None = None,
+        labels: torch.LongTensor | None = None,
+        return_dict: bool | None = None,
+    ) -> LLMSRecOutput | tuple:
+        """Encode users, their candidates and the teacher view; with ``labels``, compute the training loss.
+
+        Args:
+            input_ids, attention_mask: ``(B, L)`` user prompts.
+            history_item_ids: ``(B, H)`` internal ids filling the ``[HistoryEmb]`` slots in order, 0-padded.
+            sasrec_input_ids: ``(B, maxlen)`` left-padded full histories for the teacher (O_u).
+            candidate_input_ids, candidate_attention_mask: ``(B*C, Li)`` item prompts of the candidates.
+            candidate_item_ids: ``(B, C)`` candidate internal ids.
+            labels: ``(B,)`` index of the target among the candidates; triggers the loss.
+            return_dict: return a tuple when False.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        config = self.config
+        user_hidden_states = user_embeddings = item_embeddings = logits = teacher_embeddings = None
+        if input_ids is not None:
+            user_hidden_states = self._user_hidden_states(input_ids, attention_mask, history_item_ids)
+            user_embeddings = self.user_head(user_hidden_states)
+        if candidate_input_ids is not None:
+            if candidate_item_ids is None or candidate_item_ids.dim() != 2:
+                raise ValueError("candidate_input_ids need candidate_item_ids of shape (batch, candidates).")
+            batch_size, num_candidates = candidate_item_ids.shape
+            if candidate_input_ids.shape[0] != batch_size * num_candidates:
+                raise ValueError(
+                    f"Got {candidate_input_ids.shape[0]} candidate prompts for candidate_item_ids of shape "
+                    f"{tuple(candidate_item_ids.shape)} (expected {batch_size * num_candidates})."
+                )
+            item_embeddings = self.encode_items(
+                candidate_input_ids, candidate_attention_mask, candidate_item_ids.reshape(-1)
+            ).view(batch_size, num_candidates, -1)
+        if user_embeddings is not None and item_embeddings is not None:
+            if item_embeddings.shape[0] != user_embeddings.shape[0]:
+                raise ValueError(
+                    f"{user_embeddings.shape[0]} user prompts but candidates for {item_embeddings.shape[0]} users."
+                )
+            logits = torch.einsum("bd,bcd->bc", user_embeddings, item_embeddings)
+        if sasrec_input_ids is not None:
+            teacher_embeddings = self.encode_teacher(sasrec_input_ids)
+
+        loss = retrieval_loss = distillation_loss = uniformity_loss = None
+        if labels is not None:
+            if user_embeddings is None:
+                raise ValueError("labels were given without user prompts (input_ids).")
+            terms: list[torch.Tensor] = []
+            if config.retrieval_loss_weight > 0:
+                if logits is None:
+                    raise ValueError("The retrieval loss needs candidate_input_ids and candidate_item_ids.")
+                retrieval_loss = F.cross_entropy(logits, labels.to(logits.device))
+                terms.append(config.retrieval_loss_weight * retrieval_loss)
+            if config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0:
+                if teacher_embeddings is None:
+                    raise ValueError("The distillation and uniformity losses need sasrec_input_ids.")
+                users = F.normalize(user_embeddings, dim=-1)
+                teachers = F.normalize(teacher_embeddings, dim=-1)
+                if config.distillation_loss_weight > 0:
+                    if config.distillation_loss == "mse":
+                        distillation_loss = F.mse_loss(users, teachers)
+                    else:
+                        similarities = users @ teachers.t() / config.contrastive_temperature
+                        targets = torch.arange(similarities.shape[0], device=similarities.device)
+                        distillation_loss = F.cross_entropy(similarities, targets)
+                    terms.append(config.distillation_loss_weight * distillation_loss)
+                if config.uniformity_loss_weight > 0:
+                    uniformity_loss = _uniformity(users) + _uniformity(teachers)
+                    terms.append(config.uniformity_loss_weight * uniformity_loss)
+            loss = torch.stack(terms).sum()
+        output = LLMSRecOutput(
+            loss=loss,
+            retrieval_loss=retrieval_loss,
+            distillation_loss=distillation_loss,
+            uniformity_loss=uniformity_loss,
+            logits=logits,
+            user_embeddings=user_embeddings,
+            item_embeddings=item_embeddings,
+            teacher_embeddings=teacher_embeddings,
+            user_hidden_states=user_hidden_states,
+        )
+        return output if return_dict else output.to_tuple()
+
+    # ------------------------------------------------------------------------------------------ recommending
+    def _require_processor(self) -> LLMSRecProcessor:
+        if self._processor is None or self._processor.item_catalog is None:
+            raise ValueError(
+                "recommend needs an attached processor with an item catalog: "
+                "model.processor = LLMSRecProcessor.from_config(model.config, tokenizer, catalog)."
+            )
+        return self._processor
+
+    @torch.no_grad()
+    def refresh_item_index(self, batch_size: int = 64) -> torch.Tensor:
+        """(Re)compute f_item for every catalog item, ``(num_items, d')``, and cache it for `recommend`.
+
+        Call it again after changing the weights outside `train()` (which clears the cache).
+        """
+        processor = self._require_processor()
+        num_items = len(processor.item_catalog)
+        chunks = []
+        for start in range(1, num_items + 1, batch_size):
+            batch = processor.encode_items(list(range(start, min(start + batch_size, num_items + 1))))
+            chunks.append(self.encode_items(batch["input_ids"], batch["attention_mask"], batch["item_ids"]))
+        self._item_index = torch.cat(chunks)
+        return self._item_index
+
+    @torch.no_grad()
+    def recommend(
+        self,
+        histories: list[list[str]],
+        k: int = 10,
+        timestamps: list[list[int] | None] | None = None,
+        exclude_history: bool = True,
+        batch_size: int = 32,
+    ) -> list[Recommendation]:
+        """Top-k items of the whole catalog for each history of external item ids (oldest first).
+
+        Args:
+            histories: one list of external ids per user.
+            k: number of recommendations per user.
+            timestamps: optional unix seconds per history item (shown in the prompt).
+            exclude_history: never recommend an item already in the user's history.
+            batch_size: users (and items, when the index is built) per backbone forward.
+
+        Returns:
+            One `Recommendation` per user, best first (fewer than ``k`` when the catalog runs out).
+        """
+        processor = self._require_processor()
+        if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}.")
+        if isinstance(histories, (str, bytes)) or not histories or any(isinstance(h, (str, bytes)) for h in histories):
+            raise ValueError("histories must be a non-empty list of external-id lists (one per user).")
+        if timestamps is not None and len(timestamps) != len(histories):
+            raise ValueError(f"Got {len(timestamps)} timestamp lists for {len(histories)} histories.")
+        catalog = processor.item_catalog
+        internal = [catalog.to_internal(history) for history in histories]
+        empty = [index for index, history in enumerate(internal) if not history]
+        if empty:
+            raise ValueError(f"Empty histories at positions {empty}: every user needs at least one item.")
+        index = self._item_index if self._item_index is not None else self.refresh_item_index(batch_size)
+        results: list[Recommendation] = []
+        for start in range(0, len(internal), batch_size):
+            chunk = internal[start : start + batch_size]
+            batch = processor(chunk, None if timestamps is None else timestamps[start : start + batch_size])
+            users = self.encode_users(batch["input_ids"], batch["attention_mask"], batch["history_item_ids"])
+            scores = users @ index.t()
+            if exclude_history:
+                rows = [row for row, history in enumerate(chunk) for _ in history]
+                columns = [item - 1 for history in chunk for item in history]
+                scores[rows, columns] = float("-inf")
+            top_scores, top_columns = scores.topk(min(k, scores.shape[1]), dim=-1)
+            for row_scores, row_columns in zip(top_scores.tolist(), top_columns.tolist()):
+                kept = [(column + 1, score) for column, score in zip(row_columns, row_scores) if score != float("-inf")]
+                item_ids = [item for item, _ in kept]
+                results.append(
+                    Recommendation(
+                        item_ids=catalog.to_external(item_ids),
+                        titles=[catalog.title(item) for item in item_ids],
+                        scores=[score for _, score in kept],
+                    )
+                )
+        return results
+
+    # ------------------------------------------------------------------------------------------- parameters
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts, as PEFT reports them."""
+        trainable = sum(parameter.numel() for parameter in self.parameters() if parameter.requires_grad)
+        total = sum(parameter.numel() for parameter in self.parameters())
+        return trainable, total
+
+    def print_trainable_parameters(self) -> None:
+        """Print trainable vs all parameters (PEFT's format)."""
+        trainable, total = self.get_nb_trainable_parameters()
+        share = 100 * trainable / total
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
+
+    # ---------------------------------------------------------------------------------------- serialisation
+    def checkpoint_state_dict(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """What a checkpoint holds: heads, output vectors, the SASRec teacher and LoRA tensors; no backbone weight."""
+        state_dict = self.state_dict() if state_dict is None else state_dict
+        return {
+            key: value.detach().cpu().contiguous()
+            for key, value in state_dict.items()
+            if not key.startswith("llm.") or key in self._adapter_keys
+        }
+
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike,
+        is_main_process: bool = True,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        push_to_hub: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        """Write config.json (with ``auto_map``), ``model.safetensors`` (see `checkpoint_state_dict`), the modeling
+        sources and, when attached, the processor files. The backbone is referenced by ``llm_name_or_path`` only.
+
+        Sharding options (``max_shard_size`` ...) are accepted for `Trainer`/`push_to_hub` compatibility and
+        ignored: the checkpoint is small. With ``push_to_hub=True`` the folder is also uploaded (``repo_id`` and
+        the other kwargs go to `push_to_hub`).
+        """
+        save_directory = os.fspath(save_directory)
+        if os.path.isfile(save_directory):
+            raise ValueError(f"save_directory {save_directory} is a file, not a folder.")
+        os.makedirs(save_directory, exist_ok=True)
+        if is_main_process:
+            self.config.architectures = [type(self).__name__]
+            custom_object_save(self, save_directory, config=self.config)
+            self.config.save_pretrained(save_directory)
+            save_file(
+                self.checkpoint_state_dict(state_dict),
+                os.path.join(save_directory, WEIGHTS_NAME),
+                metadata={"format": "pt"},
+            )
+            if self._processor is not None:
+                self._processor.save_pretrained(save_directory)
+        if push_to_hub:
+            for ignored in ("max_shard_size", "safe_serialization", "variant"):
+                kwargs.pop(ignored, None)
+            repo_id = kwargs.pop("repo_id", os.path.basename(os.path.normpath(save_directory)))
+            self.push_to_hub(repo_id, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | os.PathLike,
+        *model_args: Any,
+        llm: PreTrainedModel | None = None,
+        config: LLMSRecConfig | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        force_download: bool = False,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        revision: str | None = None,
+        subfolder: str = "",
+        **backbone_kwargs: Any,
+    ) -> LLMSRecForRecommendation:
+        """Load a checkpoint (local folder or Hub repo) in one line; the backbone comes from ``llm_name_or_path``.
+
+        Args:
+            pretrained_model_name_or_path: folder or Hub id written by `save_pretrained`.
+            llm: an already-loaded backbone to use instead of loading ``config.llm_name_or_path``.
+            config: an `LLMSRecConfig` overriding the saved one.
+            cache_dir, force_download, local_files_only, token, revision, subfolder: Hub options for our files.
+            **backbone_kwargs: go to `AutoModel.from_pretrained` for the backbone, e.g. ``dtype``,
+                ``quantization_config``, ``device_map``, ``attn_implementation``. Without ``dtype`` the config's
+                ``backbone_dtype`` is used. The heads and the teacher stay in float32.
+        """
+        if model_args:
+            raise TypeError("LLMSRecForRecommendation.from_pretrained takes no extra positional arguments.")
+        # Set by AutoModel; ``trust_remote_code`` covers this repository's files only, never the backbone's.
+        trust_remote_code = backbone_kwargs.pop("trust_remote_code", None)
+        for key in ("_from_auto", "_from_pipeline", "adapter_kwargs", "code_revision"):
+            backbone_kwargs.pop(key, None)
+        hub_kwargs: dict[str, Any] = {
+            "cache_dir": cache_dir,
+            "force_download": force_download,
+            "local_files_only": local_files_only,
+            "token": token,
+            "subfolder": subfolder,
+        }
+        if revision is not None:
+            hub_kwargs["revision"] = revision
+        if config is None:
+            config = cls.config_class.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        if llm is None:
+            dtype = backbone_kwargs.pop("dtype", None) or config.backbone_dtype
+            dtype = _TORCH_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
+            llm = AutoModel.from_pretrained(config.llm_name_or_path, dtype=dtype, **backbone_kwargs)
+        elif backbone_kwargs:
+            raise ValueError(
+                f"Backbone loading options {sorted(backbone_kwargs)} only apply when the backbone is loaded here; "
+                "pass them to your own from_pretrained call for llm=."
+            )
+        model = cls(config, llm=llm)
+        weights_file = cached_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub_kwargs)
+        state = load_file(weights_file)
+        expected = set(model.checkpoint_state_dict())
+        missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+        if missing or unexpected:
+            raise ValueError(
+                f"{weights_file} does not match this model: missing {missing[:10]}, unexpected {unexpected[:10]}."
+            )
+        model.load_state_dict(state, strict=False)
+        processor_file = cached_file(
+            pretrained_model_name_or_path,
+            PROCESSOR_CONFIG_NAME,
+            _raise_exceptions_for_missing_entries=False,
+            **hub_kwargs,
+        )
+        if processor_file is not None:
+            model.processor = LLMSRecProcessor.from_pretrained(
+                pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs
+            )
+        model.eval()
+        return model
+
+
+__all__ = ["LLMSRecOutput", "LLMSRecPreTrainedModel", "LLMSRecForRecommendation", "Recommendation"]
