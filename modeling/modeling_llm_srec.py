@@ -26,7 +26,7 @@ from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput, cached_file, is_peft_available
 
 from .configuration_llm_srec import LLMSRecConfig
-from .modeling_sasrec import SASRecModel
+from .modeling_sasrec import ModelCardPushMixin, SASRecModel
 from .processing_llm_srec import LLMSRecProcessor
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _mark_initialized(model: nn.Module) -> None:
         module._is_hf_initialized = True
 
 
-class LLMSRecPreTrainedModel(PreTrainedModel):
+class LLMSRecPreTrainedModel(ModelCardPushMixin, PreTrainedModel):
     """Config binding and initialisation of the LLM-SRec heads (xavier-normal linear weights, zero biases)."""
 
     config_class = LLMSRecConfig

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -77,7 +78,21 @@ class SASRecBlock(nn.Module):
         return hidden_states * keep_mask
 
 
-class SASRecPreTrainedModel(PreTrainedModel):
+class ModelCardPushMixin:
+    """`push_to_hub` that uploads our model card (hub_cards/) instead of transformers' generic one.
+
+    The card renderer lives in the `llm_srec` package; remote-code users without it get transformers' push.
+    """
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> Any:
+        try:
+            from llm_srec.hub import push_model_to_hub
+        except ImportError:
+            return super().push_to_hub(repo_id, **kwargs)
+        return push_model_to_hub(self, repo_id, **kwargs)
+
+
+class SASRecPreTrainedModel(ModelCardPushMixin, PreTrainedModel):
     """Weight initialisation and config binding shared by SASRec models (xavier-normal on every >=2-D weight)."""
 
     config_class = SASRecConfig

@@ -25,7 +25,6 @@ from llm_srec.hub import (
     CARD_FILE,
     README_FILE,
     push_model_folder,
-    push_model_to_hub,
     push_sasrec_teacher,
     write_model_card,
 )
@@ -191,7 +190,7 @@ def test_pushed_repos_load_as_remote_code_and_score_like_the_library(
     tiny_model.save_pretrained(checkpoint)
     push_sasrec_teacher(checkpoint, "test-user/tiny-real-sasrec", parent_repo_id="test-user/tiny-real", token=TOKEN,
                         endpoint=hub.endpoint)
-    push_model_to_hub(tiny_model, "test-user/tiny-real", token=TOKEN, endpoint=hub.endpoint)
+    tiny_model.push_to_hub("test-user/tiny-real", token=TOKEN, endpoint=hub.endpoint)  # our card, not transformers'
 
     write_model_card(checkpoint, repo_id="test-user/tiny-real")  # what push_model_to_hub staged and rendered
     received = hub.repos["test-user/tiny-real"].revisions["main"]
