@@ -58,9 +58,10 @@ COUNT_KEYS = ("num_users",)
 _COUNT_LABELS = {"num_users": "Users evaluated"}
 
 # Never pushed: trainer state, as `llm_srec.training.checkpointing` writes it (safetensors + JSON) and as plain
-# transformers pickles it, and nested Trainer checkpoints, which an output folder may hold next to the model.
+# transformers pickles it, and nested Trainer checkpoints, which an output folder may hold next to the model
+# (`checkpoint-*/` from a plain Trainer, `checkpoints/checkpoint-*/` from `llm_srec.training.pipeline`).
 PUSH_IGNORE_PATTERNS: tuple[str, ...] = (
-    "checkpoint-*/", "optimizer.*", "scheduler.*", "scaler.*", "rng_state*", "trainer_state.json",
+    "checkpoint-*/", "checkpoints/", "optimizer.*", "scheduler.*", "scaler.*", "rng_state*", "trainer_state.json",
     "*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle",
 )
 # The model's weights (`model.safetensors` or its shards); other safetensors files are trainer state.
