@@ -83,10 +83,12 @@ def _mlp(in_features: int, hidden_features: int, out_features: int, activation: 
 
 
 def _uniformity(embeddings: torch.Tensor) -> torch.Tensor:
-    """Mean of exp(-2 ||x_i - x_j||^2) over distinct in-batch pairs (the code's form: no log); 0 for one row."""
+    """Mean of exp(-2 ||x_i - x_j||^2) over distinct in-batch pairs (the code's form: no log); 0 for one row.
+
+    Computed in float32: `pdist` has no bfloat16 kernel on CPU, which bf16 autocast would otherwise hand it."""
     if embeddings.shape[0] < 2:
-        return embeddings.new_zeros(())
-    return torch.pdist(embeddings, p=2).pow(2).mul(-2).exp().mean()
+        return embeddings.new_zeros((), dtype=torch.float32)
+    return torch.pdist(embeddings.float(), p=2).pow(2).mul(-2).exp().mean()
 
 
 def _embedding_statistics(weight: torch.Tensor) -> tuple[float, float]:

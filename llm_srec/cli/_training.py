@@ -1,0 +1,106 @@
+"""Options shared by `pretrain-sasrec`, `train` and `evaluate`: training/evaluation flags -> training arguments."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from llm_srec.cli import CLIError
+
+# CLI flag dest -> training-argument name (a flag left unset keeps the arguments class's default)
+_TRAINING_FLAGS = {
+    "epochs": "num_train_epochs",
+    "max_steps": "max_steps",
+    "batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+    "learning_rate": "learning_rate",
+    "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "seed": "seed",
+    "eval_negatives": "num_eval_negatives",
+    "eval_seed": "eval_seed",
+    "early_stopping_patience": "early_stopping_patience",
+    "save_total_limit": "save_total_limit",
+    "logging_steps": "logging_steps",
+    "dataloader_num_workers": "dataloader_num_workers",
+}
+
+
+def use_cpu_processes_without_accelerator() -> None:
+    """Run the processes of a multi-process launch (torchrun, `accelerate launch --multi_gpu`) on CPU with gloo when
+    the machine has no accelerator: accelerate only does so when told (``ACCELERATE_USE_CPU``) and would otherwise
+    treat every process as a separate single-process run."""
+    from accelerate.utils import is_mlu_available, is_npu_available, is_xpu_available
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (
+        torch.cuda.is_available() or is_xpu_available() or is_npu_available() or is_mlu_available()
+    ):
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
+
+
+def add_training_options(parser: argparse.ArgumentParser, defaults: str) -> None:
+    """Flags common to both trainers; ``defaults`` names the arguments class whose defaults apply."""
+    group = parser.add_argument_group(f"training (unset flags keep the {defaults} defaults)")
+    group.add_argument("--epochs", type=float, help="number of training epochs")
+    group.add_argument("--max-steps", type=int, help="stop after this many optimisation steps (overrides --epochs)")
+    group.add_argument("--batch-size", type=int, help="training batch size per process")
+    group.add_argument("--gradient-accumulation-steps", type=int, help="micro-batches per optimisation step")
+    group.add_argument("--learning-rate", type=float, help="Adam learning rate")
+    group.add_argument("--seed", type=int, help="seed of the initialisation, data order and training negatives")
+    group.add_argument("--early-stopping-patience", type=int,
+                       help="validations without improvement before stopping (0: never stop early)")
+    group.add_argument("--save-total-limit", type=int, help="checkpoints kept (the best is always kept)")
+    group.add_argument("--logging-steps", type=float, help="log the losses every this many steps")
+    group.add_argument("--dataloader-num-workers", type=int, help="data-loading worker processes")
+    group.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
+    group.add_argument("--fp16", action="store_true", help="float16 mixed precision (GPU)")
+    group.add_argument("--resume", action="store_true",
+                       help="resume from the last checkpoint in OUTPUT_DIR/checkpoints")
+    group.add_argument("--overwrite", action="store_true", help="replace a model already in OUTPUT_DIR")
+    group.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    evaluation = parser.add_argument_group("validation ranking (model selection)")
+    add_protocol_options(evaluation, prefix="eval-")
+    evaluation.add_argument("--eval-batch-size", type=int, help="users/items per evaluation batch")
+    evaluation.add_argument("--max-eval-users", type=int,
+                            help="rank at most this many seeded random users (0: all users)")
+
+
+def add_protocol_options(group: argparse._ArgumentGroup | argparse.ArgumentParser, prefix: str = "") -> None:
+    group.add_argument(f"--{prefix}negatives", type=int,
+                       help="negatives per user of the sampled protocol (default 99: 1 + 99 candidates)")
+    group.add_argument(f"--{prefix}seed", type=int, help="seed of the sampled negatives (default 0)")
+
+
+def training_arguments(args: argparse.Namespace, cls: type, output_dir: Path, **extra: Any) -> Any:
+    """``cls(output_dir=OUTPUT_DIR/checkpoints, ...)`` from the parsed flags (unset flags keep the defaults)."""
+    use_cpu_processes_without_accelerator()
+    options: dict[str, Any] = {name: getattr(args, flag) for flag, name in _TRAINING_FLAGS.items()
+                               if getattr(args, flag, None) is not None}
+    if options.get("early_stopping_patience") == 0:
+        options["early_stopping_patience"] = None
+    if args.max_eval_users is not None:
+        options["max_eval_users"] = args.max_eval_users or None
+    options.update({key: value for key, value in extra.items() if value is not None})
+    try:
+        return cls(
+            output_dir=os.fspath(output_dir / "checkpoints"),
+            bf16=args.bf16,
+            fp16=args.fp16,
+            disable_tqdm=args.no_progress,
+            **options,
+        )
+    except ValueError as error:  # TrainingArguments' own checks name the offending option
+        raise CLIError(str(error)) from error
+
+
+def check_output_dir(output_dir: Path, resume: bool, overwrite: bool = False) -> None:
+    """Refuse to train into a folder that already holds a model unless resuming or overwriting."""
+    if resume:
+        if not (output_dir / "checkpoints").is_dir():
+            raise CLIError(f"--resume: {output_dir / 'checkpoints'} does not exist; nothing to resume")
+        return
+    if (output_dir / "config.json").exists() and not overwrite:
+        raise CLIError(f"{output_dir} already holds a model; pass --overwrite, --resume or another --output-dir")

@@ -1,0 +1,169 @@
+"""`llm-srec demo`: the whole pipeline on built-in synthetic data in a few minutes on a CPU.
+
+Synthetic data (next item = successor of the last item, `llm_srec.data.generate_synthetic`) -> SASRec pre-training
+-> LLM-SRec training on a small backbone built here (random initialisation, tokenizer trained on the catalog titles)
+unless `--backbone` names a real one -> test ranking under both protocols -> OUTPUT_DIR/model (with its card) and
+OUTPUT_DIR/metrics.json, and a results table. A random-initialised backbone is labelled as such everywhere: its
+numbers show that the pipeline trains and ranks, not what a pre-trained LLM achieves.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_srec.cli import CLIError
+
+RANDOM_INIT_LABEL = "random-initialised tiny Llama (never pre-trained)"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Sizes of one demo run; `--quick` trades accuracy for time.
+
+    The recipe departs from the paper's where a random-initialised 64-wide backbone needs it to learn within a few
+    CPU minutes: every position of each training sequence is an example (``train_mode="all"``, App. E.3), the
+    prompt shows the last 5 items, and the learning rate is 3e-3.
+    """
+
+    num_users: int
+    num_items: int
+    sasrec_epochs: int
+    llm_srec_epochs: float
+    train_mode: str = "all"
+    history_length: int = 5
+    backbone_hidden_size: int = 64
+    backbone_layers: int = 2
+    learning_rate: float = 3e-3
+    batch_size: int = 20
+
+
+FULL = DemoSettings(num_users=300, num_items=120, sasrec_epochs=20, llm_srec_epochs=5)
+QUICK = DemoSettings(num_users=150, num_items=120, sasrec_epochs=15, llm_srec_epochs=2)
+# Small heads for the small backbone (the paper's are 2048 / 128 / 128 for a 3072-wide LLM).
+DEMO_HEADS = {"head_hidden_size": 64, "embedding_size": 32, "cf_hidden_size": 32}
+SASREC_CONFIG = {"max_position_embeddings": 32}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "demo",
+        help="Run the whole pipeline on synthetic data: SASRec, LLM-SRec, evaluation, saved model.",
+        description="Generate synthetic sequences, pre-train SASRec, train LLM-SRec on a small backbone built "
+        "locally (random initialisation, tokenizer trained on the catalog titles; labelled as such in every "
+        "output) or on --backbone, rank the test users under sampled(1+99, seed=S) and full-catalog, and save "
+        "OUTPUT_DIR/model (loadable, with its model card) and OUTPUT_DIR/metrics.json. A few minutes on 2 CPU "
+        "cores; --quick: well under a minute.",
+    )
+    parser.add_argument("--output-dir", required=True, type=Path, help="folder for data, models and metrics")
+    parser.add_argument("--quick", action="store_true", help="fewer users and epochs (CI smoke run)")
+    parser.add_argument("--backbone", help="Hub id or folder of a real LLM instead of the random tiny one")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data, models and negatives (default 0)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def _stage(number: int, text: str) -> None:
+    print(f"[{number}/5] {text}", flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from llm_srec import build_tiny_backbone
+    from llm_srec.data import SyntheticConfig, build_recommendation_data, generate_synthetic
+    from llm_srec.evaluation import RankingEvaluator, format_metrics_table, sampled_protocol
+    from llm_srec.training import LLMSRecTrainingArguments, SASRecTrainingArguments
+    from llm_srec.training.pipeline import CHECKPOINTS_DIR, pretrain_sasrec, train_llm_srec
+
+    output: Path = args.output_dir.resolve()
+    if output.exists() and any(output.iterdir()):
+        if not args.overwrite:
+            raise CLIError(f"{output} is not empty; pass --overwrite or choose another --output-dir")
+        shutil.rmtree(output)
+    settings = QUICK if args.quick else FULL
+    started = time.time()
+    common: dict[str, Any] = dict(
+        seed=args.seed, eval_seed=args.seed, max_eval_users=None, save_total_limit=1,
+        disable_tqdm=args.no_progress, report_to="none",
+    )
+
+    _stage(1, f"synthetic data: {settings.num_users} users, {settings.num_items} items (seed {args.seed})")
+    data = build_recommendation_data(generate_synthetic(
+        SyntheticConfig(num_users=settings.num_users, num_items=settings.num_items, seed=args.seed)
+    ))
+    data.save_to_disk(output / "data")
+
+    _stage(2, f"SASRec teacher: {settings.sasrec_epochs} epochs")
+    sasrec_args = SASRecTrainingArguments(
+        output_dir=str(output / "sasrec" / CHECKPOINTS_DIR), num_train_epochs=settings.sasrec_epochs, **common
+    )
+    sasrec = pretrain_sasrec(data, output / "sasrec", sasrec_args, config=SASREC_CONFIG)
+
+    random_init = args.backbone is None
+    if random_init:
+        _stage(3, f"backbone: {RANDOM_INIT_LABEL}, tokenizer trained on the catalog titles")
+        backbone = str(build_tiny_backbone(
+            "llama", data.catalog.titles, output / "backbone", hidden_size=settings.backbone_hidden_size,
+            num_layers=settings.backbone_layers, num_attention_heads=2, seed=args.seed,
+        ))
+    else:
+        backbone = str(Path(args.backbone).resolve()) if Path(args.backbone).is_dir() else args.backbone
+        _stage(3, f"backbone: {backbone}")
+
+    _stage(4, f"LLM-SRec: {settings.llm_srec_epochs:g} epoch(s), train mode '{settings.train_mode}'")
+    llm_args = LLMSRecTrainingArguments(
+        output_dir=str(output / "model" / CHECKPOINTS_DIR), num_train_epochs=settings.llm_srec_epochs,
+        learning_rate=settings.learning_rate, per_device_train_batch_size=settings.batch_size,
+        per_device_eval_batch_size=64, train_mode=settings.train_mode, eval_every_epoch_fraction=0.25,
+        early_stopping_patience=None, **common,
+    )
+    train_llm_srec(
+        data, sasrec, backbone, output / "model", llm_args,
+        config_kwargs={**DEMO_HEADS, "history_length": settings.history_length},
+        model_card_kwargs={"backbone_random_init": random_init},
+    )
+
+    _stage(5, "test ranking under both protocols")
+    shutil.rmtree(output / "model" / CHECKPOINTS_DIR)
+    shutil.rmtree(output / "sasrec" / CHECKPOINTS_DIR)
+    llm_name = f"LLM-SRec ({'random-init backbone' if random_init else 'backbone ' + backbone})"
+    results = {
+        llm_name: _read(output / "model" / "metrics.json"),
+        "SASRec (teacher)": _read(output / "sasrec" / "metrics.json"),
+        "random ranker (expected)": RankingEvaluator(
+            data.splits["test"], data.num_items, num_negatives=99, seed=args.seed
+        ).random_ranker(),
+    }
+    summary = {
+        "split": "test",
+        "protocols": [sampled_protocol(99, args.seed), "full-catalog"],
+        "backbone": RANDOM_INIT_LABEL if random_init else backbone,
+        "backbone_random_init": random_init,
+        "note": (
+            "The backbone was never pre-trained: these numbers show that the pipeline trains and ranks, "
+            "not what LLM-SRec achieves with a pre-trained LLM." if random_init else "Backbone from --backbone."
+        ),
+        "settings": asdict(settings),
+        "data_statistics": data.statistics(),
+        "seconds": round(time.time() - started, 1),
+        "results": results,
+    }
+    (output / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    print()
+    print(f"Test ranking on synthetic data ({data.num_users} users, {data.num_items} items); backbone: "
+          f"{summary['backbone']}")
+    print(format_metrics_table(results))
+    if random_init:
+        print(f"Note: {summary['note']}")
+    print(f"Model: {output / 'model'}  metrics: {output / 'metrics.json'}  ({summary['seconds']:.0f} s)")
+    return 0
+
+
+def _read(path: Path) -> dict[str, dict[str, float]]:
+    return json.loads(path.read_text(encoding="utf-8"))

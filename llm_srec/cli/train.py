@@ -1,0 +1,109 @@
+"""`llm-srec train`: train LLM-SRec on a frozen backbone and a pre-trained SASRec teacher, keep the best validation
+checkpoint, and save it (heads + teacher + processor, never the backbone) with its model card and test metrics."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from llm_srec.cli import CLIError
+from llm_srec.cli._training import add_training_options, check_output_dir, training_arguments
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "train",
+        help="Train LLM-SRec on a frozen backbone LLM distilled from a SASRec teacher.",
+        description="Train the LLM-SRec heads and output vectors (backbone and teacher frozen) with the paper's "
+        "recipe: Adam lr 1e-4, batch 20, at most 10 epochs, validation every 10%% of an epoch on sampled HR@10, "
+        "early stopping (patience 10). The best checkpoint is saved to OUTPUT_DIR with a model card and its test "
+        "metrics under both protocols. Works under `accelerate launch` (see examples/accelerate/).",
+    )
+    parser.add_argument("--data", required=True, type=Path, help="folder written by `llm-srec prepare-data`")
+    parser.add_argument("--sasrec", required=True, type=Path, help="SASRec folder written by `llm-srec pretrain-sasrec`")
+    parser.add_argument("--backbone", required=True,
+                        help="Hub id or local folder of the LLM (e.g. meta-llama/Llama-3.2-3B-Instruct)")
+    parser.add_argument("--output-dir", required=True, type=Path, help="where the trained model is saved")
+    model = parser.add_argument_group("model (defaults: the paper's)")
+    model.add_argument("--history-length", type=int, help="history items shown in the user prompt (10)")
+    model.add_argument("--embedding-size", type=int, help="d', the shared recommendation space (128)")
+    model.add_argument("--head-hidden-size", type=int, help="hidden width of f_user / f_item (2048)")
+    model.add_argument("--cf-hidden-size", type=int, help="hidden width of f_CF-user (128)")
+    model.add_argument("--distillation-loss", choices=("mse", "contrastive"), help="distillation variant (mse)")
+    model.add_argument("--max-prompt-length", type=int, help="token budget of a prompt (1024)")
+    backbone = parser.add_argument_group("backbone loading")
+    backbone.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
+                          help="dtype of the backbone weights (default: the checkpoint's)")
+    bits = backbone.add_mutually_exclusive_group()
+    bits.add_argument("--load-in-8bit", action="store_true", help="8-bit backbone via bitsandbytes (GPU)")
+    bits.add_argument("--load-in-4bit", action="store_true", help="4-bit NF4 backbone via bitsandbytes (GPU)")
+    backbone.add_argument("--gradient-checkpointing", action="store_true",
+                          help="recompute the backbone's activations in the backward pass (less memory)")
+    add_training_options(parser, "LLMSRecTrainingArguments")
+    recipe = parser.add_argument_group("LLM-SRec recipe")
+    recipe.add_argument("--train-mode", choices=("last", "all"),
+                        help="last: one example per user (paper); all: every position (App. E.3)")
+    recipe.add_argument("--num-train-negatives", type=int, help="negatives per training example (3)")
+    recipe.add_argument("--eval-fraction", type=float,
+                        help="validate every this fraction of an epoch (0.1); 0 validates once per epoch")
+    recipe.add_argument("--lr-decay", type=float,
+                        help="multiply the lr by this after every validation (the official code: 0.95)")
+    parser.set_defaults(func=run)
+    return parser
+
+
+def backbone_options(args: argparse.Namespace) -> dict[str, Any]:
+    """`AutoModel.from_pretrained` options for the backbone from the flags."""
+    options: dict[str, Any] = {}
+    if args.dtype and args.dtype != "auto":
+        import torch
+
+        options["dtype"] = getattr(torch, args.dtype)
+    if args.load_in_8bit or args.load_in_4bit:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if not torch.cuda.is_available():
+            raise CLIError("--load-in-8bit/--load-in-4bit need a CUDA GPU (bitsandbytes)")
+        options["quantization_config"] = (
+            BitsAndBytesConfig(load_in_8bit=True) if args.load_in_8bit
+            else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+        )
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from llm_srec.evaluation import format_metrics_table
+    from llm_srec.training import LLMSRecTrainingArguments
+    from llm_srec.training.pipeline import load_data, train_llm_srec
+
+    check_output_dir(args.output_dir, args.resume, args.overwrite)
+    data = load_data(args.data)
+    extra: dict[str, Any] = {
+        "train_mode": args.train_mode,
+        "num_train_negatives": args.num_train_negatives,
+        "lr_decay_per_evaluation": args.lr_decay,
+        "activation_checkpointing": args.gradient_checkpointing or None,
+    }
+    if args.eval_fraction == 0:
+        extra.update(eval_every_epoch_fraction=None, eval_strategy="epoch", save_strategy="epoch")
+    elif args.eval_fraction is not None:
+        extra["eval_every_epoch_fraction"] = args.eval_fraction
+    training_args = training_arguments(args, LLMSRecTrainingArguments, args.output_dir, **extra)
+    config_kwargs = {
+        name: getattr(args, name)
+        for name in ("history_length", "embedding_size", "head_hidden_size", "cf_hidden_size", "distillation_loss",
+                     "max_prompt_length")
+        if getattr(args, name) is not None
+    }
+    train_llm_srec(
+        data, args.sasrec, args.backbone, args.output_dir, training_args, config_kwargs=config_kwargs,
+        backbone_kwargs=backbone_options(args), resume_from_checkpoint=args.resume or None,
+    )
+    if training_args.should_save:
+        metrics = json.loads((args.output_dir / "metrics.json").read_text(encoding="utf-8"))
+        print(format_metrics_table({"LLM-SRec (test)": metrics}))
+        print(f"LLM-SRec model saved to {args.output_dir}")
+    return 0
