@@ -79,3 +79,11 @@ def test_bad_inputs_have_clear_errors():
         RankingMetrics(FULL_CATALOG).compute()
     with pytest.raises(ValueError, match="batch, candidates"):
         target_ranks(torch.zeros(3))
+
+
+def test_result_does_not_depend_on_merge_order():
+    ranks = torch.randint(0, 100, (500,), generator=torch.Generator().manual_seed(0))
+    forward, backward = RankingMetrics(FULL_CATALOG), RankingMetrics(FULL_CATALOG)
+    forward.update(ranks, range(500))
+    backward.update(ranks.flip(0), range(499, -1, -1))
+    assert forward.compute() == backward.compute()

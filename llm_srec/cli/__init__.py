@@ -1,7 +1,6 @@
 """The `llm-srec` command line: one module per subcommand, each exposing `add_parser(subparsers)`.
 
-Subcommand modules are imported lazily by name so that `llm-srec --help` stays fast and a broken optional
-dependency of one command never breaks the others.
+`COMMANDS` is the one table of subcommands; a new command is a module plus a row there.
 """
 
 from __future__ import annotations
@@ -43,13 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for module_name in COMMANDS.values():
-        try:
-            module = importlib.import_module(f"{__name__}.{module_name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"{__name__}.{module_name}":
-                raise
-            continue
-        module.add_parser(subparsers)
+        importlib.import_module(f"{__name__}.{module_name}").add_parser(subparsers)
     return parser
 
 

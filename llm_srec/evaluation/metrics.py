@@ -100,7 +100,8 @@ class RankingMetrics:
         """Mean metrics over users, keyed like `NDCG@10`; empty state is an error, not NaN."""
         if not self._ranks:
             raise ValueError(f"no users were ranked under {self.protocol}; cannot compute metrics")
-        ranks = torch.tensor(list(self._ranks.values()), dtype=torch.long)
+        # Summed in user order, so the float result is the same whatever order processes were merged in.
+        ranks = torch.tensor([self._ranks[user] for user in sorted(self._ranks)], dtype=torch.long)
         result: dict[str, float] = {}
         for k in self.ks:
             result[f"NDCG@{k}"] = float(ndcg_at_k(ranks, k).mean())

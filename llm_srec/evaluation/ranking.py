@@ -341,8 +341,7 @@ class RankingEvaluator:
     def _gather(
         users: list[torch.Tensor], ranks: list[torch.Tensor], state: PartialState
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """All processes' (user_index, rank) pairs ordered by user (so the float reduction, too, is the same for
-        every process count); padding rows (user -1) are dropped."""
+        """All processes' (user_index, rank) pairs; padding rows (user -1) are dropped."""
         device = state.device if state.num_processes > 1 else torch.device("cpu")
         user_tensor = torch.cat(users).to(device) if users else torch.zeros(0, dtype=torch.long, device=device)
         rank_tensor = torch.cat(ranks).to(device) if ranks else torch.zeros(0, dtype=torch.long, device=device)
@@ -350,8 +349,7 @@ class RankingEvaluator:
             user_tensor = gather(pad_across_processes(user_tensor, dim=0, pad_index=-1))
             rank_tensor = gather(pad_across_processes(rank_tensor, dim=0, pad_index=-1))
         kept = user_tensor >= 0
-        order = torch.argsort(user_tensor[kept].cpu(), stable=True)
-        return user_tensor[kept].cpu()[order], rank_tensor[kept].cpu()[order]
+        return user_tensor[kept].cpu(), rank_tensor[kept].cpu()
 
 
 def format_metrics_table(rows: Mapping[str, Mapping[str, Mapping[str, float]]], ks: Sequence[int] = DEFAULT_KS) -> str:
