@@ -71,32 +71,43 @@ def evaluate_model(
     return evaluator.evaluate(model, show_progress=show_progress, description=f"Ranking ({split})")
 
 
-def _finish(
-    trainer: RankingTrainer,
+def _train(
+    trainer_class: type[RankingTrainer],
+    model: SASRecModel | LLMSRecForRecommendation,
+    args: RankingTrainingArguments,
     data: RecommendationData,
     output_dir: str | os.PathLike,
     evaluate_test: bool,
-) -> NestedMetrics | None:
-    """Save the (best) model with its card into ``output_dir``; rank the test users under both protocols and store
-    them as the folder's metrics.json."""
-    trainer.save_model(os.fspath(output_dir))
-    if not evaluate_test:
-        return None
-    args = trainer.args
-    metrics = evaluate_model(
-        trainer.accelerator.unwrap_model(trainer.model),
-        data,
-        "test",
-        PROTOCOLS,
-        args.num_eval_negatives,
-        args.eval_seed,
-        args.max_eval_users,
-        args.per_device_eval_batch_size,
-        show_progress=not args.disable_tqdm,
+    model_card_kwargs: Mapping[str, Any] | None,
+    resume_from_checkpoint: str | bool | None,
+) -> SASRecModel | LLMSRecForRecommendation:
+    """Train on the train split with validation-based selection, save the (best) model with its card into
+    ``output_dir``, then rank the test users under both protocols and store them as the folder's metrics.json."""
+    trainer = trainer_class(
+        model,
+        args,
+        train_dataset=data.splits["train"],
+        eval_dataset=data.splits["validation"],
+        model_card_kwargs={"data_statistics": data.statistics(), **dict(model_card_kwargs or {})},
     )
-    if args.should_save:
-        write_model_card(output_dir, metrics=metrics)
-    return metrics
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trainer.save_model(os.fspath(output_dir))
+    trained = trainer.accelerator.unwrap_model(trainer.model)
+    if evaluate_test:
+        metrics = evaluate_model(
+            trained,
+            data,
+            "test",
+            PROTOCOLS,
+            args.num_eval_negatives,
+            args.eval_seed,
+            args.max_eval_users,
+            args.per_device_eval_batch_size,
+            show_progress=not args.disable_tqdm,
+        )
+        if args.should_save:
+            write_model_card(output_dir, metrics=metrics)
+    return trained.eval()
 
 
 def _arguments(
@@ -139,17 +150,8 @@ def pretrain_sasrec(
     else:
         config = SASRecConfig(**{**dict(config or {}), "num_items": data.num_items})
     set_seed(args.seed)
-    model = SASRecModel(config)
-    trainer = SASRecTrainer(
-        model,
-        args,
-        train_dataset=data.splits["train"],
-        eval_dataset=data.splits["validation"],
-        model_card_kwargs={"data_statistics": data.statistics(), **dict(model_card_kwargs or {})},
-    )
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    _finish(trainer, data, output_dir, evaluate_test)
-    return trainer.accelerator.unwrap_model(trainer.model).eval()
+    return _train(SASRecTrainer, SASRecModel(config), args, data, output_dir, evaluate_test, model_card_kwargs,
+                  resume_from_checkpoint)
 
 
 def build_llm_srec(
@@ -214,16 +216,8 @@ def train_llm_srec(
     data = load_data(data)
     args = _arguments(LLMSRecTrainingArguments, args, output_dir)
     model = build_llm_srec(data, sasrec, backbone, config_kwargs, backbone_kwargs, seed=args.seed)
-    trainer = LLMSRecTrainer(
-        model,
-        args,
-        train_dataset=data.splits["train"],
-        eval_dataset=data.splits["validation"],
-        model_card_kwargs={"data_statistics": data.statistics(), **dict(model_card_kwargs or {})},
-    )
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    _finish(trainer, data, output_dir, evaluate_test)
-    return trainer.accelerator.unwrap_model(trainer.model).eval()
+    return _train(LLMSRecTrainer, model, args, data, output_dir, evaluate_test, model_card_kwargs,
+                  resume_from_checkpoint)
 
 
 __all__ = [
