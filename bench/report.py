@@ -1,0 +1,163 @@
+"""Render the markdown tables of BENCHMARKS.md from the JSON files in bench/results (or another folder).
+
+Usage: python bench/report.py [--results bench/results]   (prints markdown to stdout)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+SAMPLED = "sampled(1+99, seed=0)"
+FULL = "full-catalog"
+
+
+def load(folder: Path, name: str) -> dict[str, Any] | None:
+    path = folder / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "met" if value else "**missed**"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.1%}"
+
+
+def speed_tables(result: dict[str, Any]) -> list[str]:
+    lines = [f"Command: `{result['command']}`; torch threads {result['machine']['torch_threads']}; load average at "
+             f"start {result['machine']['load_average_1m']}.", ""]
+    lines += ["| backbone (params) | batch: prompts x padded length | LLM-SRec step s (median) | bare fwd+bwd s "
+              "(median) | step ratio, median of paired (target <= 1.10) | LLM-SRec encode items/s | bare fwd items/s "
+              "| encode ratio, median of paired (target >= 0.90) |",
+              "|---|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        b = row["batch"]
+        steps = row["train_step_seconds"]
+        enc = row["encode"]["items_per_second"]
+        lines.append(
+            f"| {row['backbone']} ({row['backbone_parameters']:,}) | {b['user_prompts']}x{b['user_prompt_length']} users"
+            f" + {b['candidate_prompts']}x{b['candidate_prompt_length']} items ({b['real_tokens']:,} real tokens) | "
+            f"{steps['llm_srec_step']['median']:.3f} | {steps['bare_step']['median']:.3f} | "
+            f"{row['train_step_ratio']['median_paired_ratio']:.3f} ({fmt(row['train_step_ratio']['met'])}) | "
+            f"{enc['llm_srec_encode']['median']:.1f} | {enc['bare_encode']['median']:.1f} | "
+            f"{row['encode_ratio']['median_paired_ratio']:.3f} ({fmt(row['encode_ratio']['met'])}) |")
+    lines += ["", "Peak memory (RSS increase over the process's RSS before the workload, 3 runs, separate subprocesses):",
+              "", "| backbone | bare step MiB | LLM-SRec step MiB | ratio | bare encode MiB | LLM-SRec encode MiB | ratio |",
+              "|---|---|---|---|---|---|---|"]
+    for row in result["rows"]:
+        mem = row.get("peak_memory", {})
+
+        def mib(key):
+            return fmt(mem.get(key, {}).get("peak_MiB_over_baseline"), 1)
+
+        lines.append(f"| {row['backbone']} | {mib('bare_step')} | {mib('llm_srec_step')} | {fmt(mem.get('step_ratio'), 2)}"
+                     f" | {mib('bare_encode')} | {mib('llm_srec_encode')} | {fmt(mem.get('encode_ratio'), 2)} |")
+    return lines
+
+
+def metrics_row(label: str, metrics: dict[str, Any]) -> str:
+    s, f = metrics[SAMPLED], metrics[FULL]
+    return (f"| {label} | {s['NDCG@10']:.4f} | {s['HR@10']:.4f} | {s['NDCG@20']:.4f} | {s['HR@20']:.4f} | "
+            f"{f['NDCG@10']:.4f} | {f['HR@10']:.4f} |")
+
+
+def accuracy_tables(result: dict[str, Any]) -> list[str]:
+    ev = result["evaluation"]
+    lines = [f"Command: `{result['command']}`. Test split, {ev['subset']} (of {ev['of_users']}).", ""]
+    header = (f"| model | NDCG@10 {SAMPLED} | HR@10 {SAMPLED} | NDCG@20 {SAMPLED} | HR@20 {SAMPLED} | "
+              f"NDCG@10 {FULL} | HR@10 {FULL} |")
+    lines += [header, "|---|---|---|---|---|---|---|"]
+    if "teacher" in result:
+        lines.append(metrics_row("SASRec teacher", result["teacher"]["test"]))
+    names = {"llm-srec": "LLM-SRec", "no-distill": "ablation w/o L_Distill, L_Uniform"}
+    for key, run in result.get("runs", {}).items():
+        if run["training_histories"] != "original":
+            continue
+        label = f"{names[run['variant']]} — {run['backbone']} ({run['steps']} steps)"
+        lines.append(metrics_row(label, run["test"]))
+    if "teacher" in result and "test_all_users" in result["teacher"]:
+        lines.append(metrics_row(f"SASRec teacher, all {result['teacher']['test_all_users'][SAMPLED]['num_users']:.0f} "
+                                 "test users", result["teacher"]["test_all_users"]))
+    lines += ["", f"Shuffled-training probe (trained on once-shuffled training histories, ranked on the original test "
+              f"histories; change = (shuffled - original) / original):", "",
+              f"| model | NDCG@10 {SAMPLED} original | shuffled | change | NDCG@10 {FULL} original | shuffled | change |",
+              "|---|---|---|---|---|---|---|"]
+    summary = result.get("summary", {})
+    if "sasrec_shuffled_training" in summary:
+        c = summary["sasrec_shuffled_training"]
+        lines.append(f"| SASRec | {c[SAMPLED]['NDCG@10']['original']:.4f} | {c[SAMPLED]['NDCG@10']['shuffled']:.4f} | "
+                     f"{pct(c[SAMPLED]['NDCG@10'].get('change'))} | {c[FULL]['NDCG@10']['original']:.4f} | "
+                     f"{c[FULL]['NDCG@10']['shuffled']:.4f} | {pct(c[FULL]['NDCG@10'].get('change'))} |")
+    for backbone, row in summary.items():
+        for variant, c in (row.get("shuffled_training") or {}).items() if isinstance(row, dict) else []:
+            lines.append(f"| {names[variant]} — {backbone} | {c[SAMPLED]['NDCG@10']['original']:.4f} | "
+                         f"{c[SAMPLED]['NDCG@10']['shuffled']:.4f} | {pct(c[SAMPLED]['NDCG@10'].get('change'))} | "
+                         f"{c[FULL]['NDCG@10']['original']:.4f} | {c[FULL]['NDCG@10']['shuffled']:.4f} | "
+                         f"{pct(c[FULL]['NDCG@10'].get('change'))} |")
+    lines += ["", "| backbone | target | value | verdict |", "|---|---|---|---|"]
+    for backbone, row in summary.items():
+        if not isinstance(row, dict) or backbone == "sasrec_shuffled_training":
+            continue
+        if "llm_srec_vs_teacher" in row:
+            r = row["llm_srec_vs_teacher"]
+            lines.append(f"| {backbone} | LLM-SRec >= +5% over teacher, NDCG@10 {SAMPLED} | {r['llm_srec']:.4f} vs "
+                         f"{r['teacher']:.4f} ({pct(r['relative_gain'])}) | {fmt(r['met'])} |")
+        if "llm_srec_vs_ablation" in row:
+            r = row["llm_srec_vs_ablation"]
+            lines.append(f"| {backbone} | LLM-SRec > ablation, NDCG@10 {SAMPLED} | {r['llm_srec']:.4f} vs "
+                         f"{r['ablation']:.4f} ({pct(r['relative_gain'])}) | {fmt(r['met'])} |")
+        if "order_sensitivity" in row:
+            r = row["order_sensitivity"]
+            lines.append(f"| {backbone} | LLM-SRec more order-sensitive than ablation (shuffled-training change, "
+                         f"NDCG@10 {SAMPLED}) | {pct(r['llm_srec'])} vs {pct(r['ablation'])} | {fmt(r['met'])} |")
+    lines += ["", "| run | steps | s/step | train s | eval s | last logged losses |", "|---|---|---|---|---|---|"]
+    for key, run in result.get("runs", {}).items():
+        last = run["loss_log"][-1] if run["loss_log"] else {}
+        losses = ", ".join(f"{k}={v:.3f}" for k, v in last.items() if k != "step")
+        lines.append(f"| {key} | {run['steps']} | {run['seconds_per_step']:.2f} | {run['train_seconds']:.0f} | "
+                     f"{run['eval_seconds']:.0f} | {losses} |")
+    return lines
+
+
+def sasrec_table(result: dict[str, Any]) -> list[str]:
+    label = result["protocol"]
+    lines = [f"Command: `{result['command']}`.", "",
+             f"| epoch | valid NDCG@10 {label} | test NDCG@10 {label} | test HR@10 {label} | test NDCG@10 full-catalog "
+             f"| test HR@10 full-catalog |", "|---|---|---|---|---|---|"]
+    for row in result["trajectory"]:
+        v, t, f = row["validation"][label], row["test"][label], row["test"]["full-catalog"]
+        lines.append(f"| {row['epoch']} | {v['NDCG@10']:.4f} | {t['NDCG@10']:.4f} | {t['HR@10']:.4f} | "
+                     f"{f['NDCG@10']:.4f} | {f['HR@10']:.4f} |")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = parser.parse_args()
+    out: list[str] = []
+    speed = load(args.results, "speed.json")
+    if speed:
+        out += ["### Speed (CPU)", ""] + speed_tables(speed) + [""]
+    for name in ("accuracy_scientific.json", "accuracy_ml-100k.json"):
+        acc = load(args.results, name)
+        if acc:
+            out += [f"### Accuracy: {acc['data']['dataset']}", ""] + accuracy_tables(acc) + [""]
+    sasrec = load(args.results, "sasrec_ml1m.json")
+    if sasrec:
+        out += ["### SASRec on ML-1M", ""] + sasrec_table(sasrec) + [""]
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
