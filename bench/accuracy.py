@@ -146,10 +146,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="scientific", choices=("scientific", "ml-100k"))
     parser.add_argument("--backbones", nargs="+", default=["minilm", "tiny-llama-ctrl"])
-    parser.add_argument("--shuffle-backbones", nargs="*", default=["tiny-llama-ctrl", "minilm"],
+    parser.add_argument("--shuffle-backbones", nargs="*", default=["tiny-llama-ctrl"],
                         help="backbones that also train on shuffled histories (run after every original run)")
     parser.add_argument("--steps", type=int, default=80, help="optimisation steps per LLM-SRec run (minilm)")
-    parser.add_argument("--control-steps", type=int, default=200, help="steps per run of the random tiny control")
+    parser.add_argument("--control-steps", type=int, default=600, help="steps per run of the random tiny control")
     parser.add_argument("--max-prompt-length", type=int, default=192,
                         help="token budget of a prompt (the oldest shown history items are dropped first)")
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -158,6 +158,8 @@ def main() -> None:
     parser.add_argument("--teacher-epochs", type=int, default=40)
     parser.add_argument("--teacher-patience", type=int, default=4)
     parser.add_argument("--teacher-maxlen", type=int, default=50)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
+                        help="which of LLM-SRec / the ablation to train (run two invocations in parallel to split them)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="ignore finished stages in the result file")
@@ -184,7 +186,25 @@ def main() -> None:
     result.setdefault("estimate", {})
 
     def save():
-        write_json(out_path, result)
+        """Write the result; runs finished meanwhile by another process on the same file are kept (flock)."""
+        import fcntl
+
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(out_path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if out_path.is_file():
+                on_disk = json.loads(out_path.read_text())
+                for key, run in on_disk.get("runs", {}).items():
+                    result["runs"].setdefault(key, run)
+                for key in ("teacher_shuffled",):
+                    if key in on_disk and key not in result:
+                        result[key] = on_disk[key]
+                commands = on_disk.get("commands", [])
+                if result["command"] not in commands:
+                    commands.append(result["command"])
+                result["commands"] = commands
+                summarise(result)
+            write_json(out_path, result)
 
     started = time.perf_counter()
     data = load_dataset(args.dataset)
@@ -199,7 +219,12 @@ def main() -> None:
 
     # ---------------------------------------------------------------------------------------------- teacher
     teacher_dir = work / "teacher"
-    if "teacher" not in result or not (teacher_dir / "config.json").is_file():
+    teacher_info = teacher_dir / "bench_teacher.json"
+    if teacher_info.is_file() and (teacher_dir / "config.json").is_file():
+        result["teacher"] = json.loads(teacher_info.read_text())  # trained by an earlier invocation
+    elif "teacher" in result and (teacher_dir / "config.json").is_file():
+        write_json(teacher_info, result["teacher"])
+    else:
         start = time.perf_counter()
         t_args = SASRecTrainingArguments(
             output_dir=str(teacher_dir / "checkpoints"), num_train_epochs=args.teacher_epochs,
@@ -219,13 +244,15 @@ def main() -> None:
             "test_all_users": RankingEvaluator(data.splits["test"], data.num_items, ("sampled", "full"), 99, 0,
                                                None, 512).evaluate(teacher, show_progress=False),
         }
+        write_json(teacher_info, result["teacher"])
         save()
     teacher = load_model(teacher_dir)
 
     # ------------------------------------------------------------------------------------------- LLM-SRec runs
     shuffled_data = shuffled_training_data(data, 0)
     stages = [(name, "original", data) for name in args.backbones]
-    stages += [("teacher-shuffled", None, None)]
+    if args.shuffle_backbones:
+        stages += [("teacher-shuffled", None, None)]
     stages += [(name, "shuffled", shuffled_data) for name in reversed(args.backbones) if name in args.shuffle_backbones]
     for backbone_name, training_name, training_data in stages:
         if backbone_name == "teacher-shuffled":
@@ -241,8 +268,12 @@ def main() -> None:
             save()
             print(json.dumps({backbone_name: result["estimate"][backbone_name]}), flush=True)
         for variant, overrides in VARIANTS.items():
+            if variant not in args.variants:
+                continue
             key = f"{backbone_name}/{variant}/{training_name}"
-            if key in result["runs"]:
+            done = result["runs"].get(key)
+            budget = config_kwargs["max_prompt_length"]
+            if done and done["steps"] == steps and done.get("max_prompt_length") == budget:
                 continue
             folder = work / backbone_name / variant / training_name
             recorder = LossRecorder()
