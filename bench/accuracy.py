@@ -160,6 +160,10 @@ def main() -> None:
     parser.add_argument("--teacher-maxlen", type=int, default=50)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS),
                         help="which of LLM-SRec / the ablation to train (run two invocations in parallel to split them)")
+    parser.add_argument("--histories", nargs="+", default=["original", "shuffled"], choices=["original", "shuffled"],
+                        help="train on the original and/or the once-shuffled training histories")
+    parser.add_argument("--no-teacher-shuffled", action="store_true",
+                        help="skip SASRec on shuffled histories (e.g. when a parallel invocation trains it)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="ignore finished stages in the result file")
@@ -190,7 +194,8 @@ def main() -> None:
         import fcntl
 
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(out_path.with_suffix(".lock"), "w") as lock:
+        WORK_DIR.mkdir(parents=True, exist_ok=True)
+        with open(WORK_DIR / f"{out_path.name}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if out_path.is_file():
                 on_disk = json.loads(out_path.read_text())
@@ -250,10 +255,12 @@ def main() -> None:
 
     # ------------------------------------------------------------------------------------------- LLM-SRec runs
     shuffled_data = shuffled_training_data(data, 0)
-    stages = [(name, "original", data) for name in args.backbones]
-    if args.shuffle_backbones:
+    stages = [(name, "original", data) for name in args.backbones] if "original" in args.histories else []
+    if args.shuffle_backbones and "shuffled" in args.histories and not args.no_teacher_shuffled:
         stages += [("teacher-shuffled", None, None)]
-    stages += [(name, "shuffled", shuffled_data) for name in reversed(args.backbones) if name in args.shuffle_backbones]
+    if "shuffled" in args.histories:
+        stages += [(name, "shuffled", shuffled_data) for name in reversed(args.backbones)
+                   if name in args.shuffle_backbones]
     for backbone_name, training_name, training_data in stages:
         if backbone_name == "teacher-shuffled":
             run_teacher_shuffled(result, data, teacher, evaluator, work, args, save)

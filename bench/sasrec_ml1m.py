@@ -136,6 +136,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads (default $LLM_SREC_BENCH_THREADS or 1; 0 = torch's default)")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="continue from a model saved by an earlier run (its --output-dir/final); fresh optimizer")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 users, 2 epochs")
     args = parser.parse_args()
     if args.quick:
@@ -174,7 +176,7 @@ def main() -> None:
         attention_probs_dropout_prob=args.dropout, loss_type=args.loss,
     )
     set_seed(args.seed)
-    model = SASRecModel(config)
+    model = SASRecModel.from_pretrained(args.init_from) if args.init_from else SASRecModel(config)
     training_args = SASRecTrainingArguments(
         output_dir=str(args.output_dir), num_train_epochs=args.epochs, learning_rate=args.lr,
         per_device_train_batch_size=args.batch_size, eval_strategy="no", save_strategy="no",
@@ -184,6 +186,7 @@ def main() -> None:
     callback = ProgressCallback(evaluators, result, args.out, args.eval_every, args.max_minutes * 60, args.epochs)
     trainer = SASRecTrainer(model, training_args, train_dataset=splits["train"], callbacks=[callback])
     trainer.train()
+    trainer.save_model(str(args.output_dir / "final"))  # small; lets a later run continue with --init-from
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     result["finished"] = True
     summarise(result)

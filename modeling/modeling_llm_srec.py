@@ -420,7 +420,9 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             output_mask.unsqueeze(-1), output_vector.to(device=device, dtype=inputs_embeds.dtype), inputs_embeds
         )
         kwargs: dict[str, Any] = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
-        if self._backbone_takes["position_ids"]:
+        if self._backbone_takes["position_ids"] and not bool(attention_mask[:, 0].all()):
+            # Left padding: count positions from each row's first real token. Without it the backbone's default
+            # positions already are these, and a rotary backbone computes them once instead of once per row.
             kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         if self._backbone_takes["use_cache"]:
             kwargs["use_cache"] = False

@@ -260,6 +260,26 @@ def test_scores_do_not_depend_on_the_batch_or_the_padding_side(make_tiny_model, 
         torch.testing.assert_close(vector, item_vectors[0], atol=1e-5, rtol=1e-4)
 
 
+def test_explicit_position_ids_only_for_left_padded_batches(make_tiny_model):
+    """Right-padded batches keep the backbone's default positions (rotary tables computed once, not per row)."""
+    model = make_tiny_model("llama")
+    processor = model.processor
+    seen = []
+    hook = model.llm.register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs.get("position_ids")), with_kwargs=True
+    )
+    try:
+        for side in ("right", "left"):
+            processor.tokenizer.padding_side = side
+            with torch.no_grad():
+                model.encode_users(**processor([[3, 4, 5], list(range(1, 13))]))
+    finally:
+        hook.remove()
+    assert seen[0] is None
+    # the left-padded short prompt counts from its first real token, so it ends on a smaller position
+    assert seen[1] is not None and seen[1][0, -1] < seen[1][1, -1] == seen[1].shape[1] - 1
+
+
 # --------------------------------------------------------------------------------------------------- checkpoints
 def test_save_load_gives_identical_scores_and_holds_no_backbone_tensor(tiny_model, tiny_backbone_dir, tmp_path):
     model = tiny_model
