@@ -85,6 +85,17 @@ def test_arguments_carry_the_paper_defaults():
     assert full.metric_for_best_model == "full-catalog/HR@10"
 
 
+def test_batches_are_pinned_only_when_an_accelerator_can_use_them(small_data, tmp_path, recwarn):
+    args = SASRecTrainingArguments(output_dir=str(tmp_path), report_to="none", per_device_train_batch_size=8)
+    assert args.dataloader_pin_memory == torch.accelerator.is_available()
+    trainer = SASRecTrainer(make_teacher(), args, train_dataset=small_data.splits["train"],
+                            eval_dataset=small_data.splits["validation"])
+    loader = trainer.get_train_dataloader()
+    next(iter(loader))
+    if not torch.accelerator.is_available():
+        assert not [warning for warning in recwarn if "pin_memory" in str(warning.message)]
+
+
 @pytest.mark.parametrize(
     "overrides, message",
     [

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+import torch
 from transformers import TrainingArguments
 
 from llm_srec.evaluation.ranking import PROTOCOLS, protocol_labels
@@ -26,7 +27,8 @@ class RankingTrainingArguments(TrainingArguments):
     (0.9, 0.98); with ``weight_decay=0`` AdamW is Adam), ``lr_scheduler_type="constant"`` (the paper uses no
     schedule), ``remove_unused_columns=False`` (the collators read the split columns, which `forward` does not take),
     ``load_best_model_at_end=True`` and ``save_total_limit=2`` (the best and the latest checkpoint are kept),
-    ``restore_callback_states_from_checkpoint=True`` (early stopping resumes its patience counter). ``push_to_hub``
+    ``restore_callback_states_from_checkpoint=True`` (early stopping resumes its patience counter),
+    ``dataloader_pin_memory`` only when an accelerator is present (without one, pinning only warns). ``push_to_hub``
     is refused: push the saved folder with ``llm-srec push``, which renders the model card.
 
     > Parameters that control the validation ranking
@@ -81,6 +83,10 @@ class RankingTrainingArguments(TrainingArguments):
     )
     restore_callback_states_from_checkpoint: bool = field(
         default=True, metadata={"help": "Resume early stopping's patience counter with the rest of the state."}
+    )
+    dataloader_pin_memory: bool = field(
+        default_factory=torch.accelerator.is_available,
+        metadata={"help": "Pin batches for faster copies to an accelerator; off without one, where it only warns."},
     )
 
     def __post_init__(self) -> None:
