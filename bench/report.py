@@ -12,6 +12,8 @@ from typing import Any
 
 SAMPLED = "sampled(1+99, seed=0)"
 FULL = "full-catalog"
+NAMES = {"llm-srec": "LLM-SRec", "no-distill": "ablation w/o L_Distill, L_Uniform",
+         "distill-x128": "LLM-SRec, L_Distill weight 128"}
 
 
 def load(folder: Path, name: str) -> dict[str, Any] | None:
@@ -65,6 +67,12 @@ def speed_tables(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def distillation_cosine(log_row: dict[str, float], embedding_size: int = 128) -> float:
+    """Mean cosine between f_user(h_U) and f_CF-user(O_u) on the logged training batches, implied by the code's
+    L_Distill: the element-mean squared difference of two unit vectors of size d' is (2 - 2 cos) / d'."""
+    return 1 - embedding_size / 2 * log_row["distillation_loss"]
+
+
 def metrics_row(label: str, metrics: dict[str, Any]) -> str:
     s, f = metrics[SAMPLED], metrics[FULL]
     return (f"| {label} | {s['NDCG@10']:.4f} | {s['HR@10']:.4f} | {s['NDCG@20']:.4f} | {s['HR@20']:.4f} | "
@@ -79,11 +87,10 @@ def accuracy_tables(result: dict[str, Any]) -> list[str]:
     lines += [header, "|---|---|---|---|---|---|---|"]
     if "teacher" in result:
         lines.append(metrics_row("SASRec teacher", result["teacher"]["test"]))
-    names = {"llm-srec": "LLM-SRec", "no-distill": "ablation w/o L_Distill, L_Uniform"}
     for key, run in result.get("runs", {}).items():
         if run["training_histories"] != "original":
             continue
-        label = f"{names[run['variant']]} — {run['backbone']} ({run['steps']} steps)"
+        label = f"{NAMES[run['variant']]} — {run['backbone']} ({run['steps']} steps)"
         lines.append(metrics_row(label, run["test"]))
     if "teacher" in result and "test_all_users" in result["teacher"]:
         lines.append(metrics_row(f"SASRec teacher, all {result['teacher']['test_all_users'][SAMPLED]['num_users']:.0f} "
@@ -100,7 +107,7 @@ def accuracy_tables(result: dict[str, Any]) -> list[str]:
                      f"{c[FULL]['NDCG@10']['shuffled']:.4f} | {pct(c[FULL]['NDCG@10'].get('change'))} |")
     for backbone, row in summary.items():
         for variant, c in (row.get("shuffled_training") or {}).items() if isinstance(row, dict) else []:
-            lines.append(f"| {names[variant]} — {backbone} | {c[SAMPLED]['NDCG@10']['original']:.4f} | "
+            lines.append(f"| {NAMES[variant]} — {backbone} | {c[SAMPLED]['NDCG@10']['original']:.4f} | "
                          f"{c[SAMPLED]['NDCG@10']['shuffled']:.4f} | {pct(c[SAMPLED]['NDCG@10'].get('change'))} | "
                          f"{c[FULL]['NDCG@10']['original']:.4f} | {c[FULL]['NDCG@10']['shuffled']:.4f} | "
                          f"{pct(c[FULL]['NDCG@10'].get('change'))} |")
@@ -120,12 +127,15 @@ def accuracy_tables(result: dict[str, Any]) -> list[str]:
             r = row["order_sensitivity"]
             lines.append(f"| {backbone} | LLM-SRec more order-sensitive than ablation (shuffled-training change, "
                          f"NDCG@10 {SAMPLED}) | {pct(r['llm_srec'])} vs {pct(r['ablation'])} | {fmt(r['met'])} |")
-    lines += ["", "| run | steps | s/step | train s | eval s | last logged losses |", "|---|---|---|---|---|---|"]
+    lines += ["", "| run | steps | s/step | train s | eval s | last logged losses | cos(f_user, f_CF-user), "
+              "first → last log |", "|---|---|---|---|---|---|---|"]
     for key, run in result.get("runs", {}).items():
         last = run["loss_log"][-1] if run["loss_log"] else {}
         losses = ", ".join(f"{k}={v:.3f}" for k, v in last.items() if k != "step")
+        cosines = [distillation_cosine(row) for row in run["loss_log"] if "distillation_loss" in row]
+        alignment = f"{cosines[0]:.3f} → {cosines[-1]:.3f}" if cosines else "—"
         lines.append(f"| {key} | {run['steps']} | {run['seconds_per_step']:.2f} | {run['train_seconds']:.0f} | "
-                     f"{run['eval_seconds']:.0f} | {losses} |")
+                     f"{run['eval_seconds']:.0f} | {losses} | {alignment} |")
     return lines
 
 
