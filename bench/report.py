@@ -81,7 +81,9 @@ def metrics_row(label: str, metrics: dict[str, Any]) -> str:
 
 def accuracy_tables(result: dict[str, Any]) -> list[str]:
     ev = result["evaluation"]
-    lines = [f"Command: `{result['command']}`. Test split, {ev['subset']} (of {ev['of_users']}).", ""]
+    commands = result.get("commands") or [result["command"]]
+    lines = ["Commands (their runs merge into one file): " + "; ".join(f"`{c}`" for c in commands) + ".",
+             f"Test split, {ev['subset']} (of {ev['of_users']}).", ""]
     header = (f"| model | NDCG@10 {SAMPLED} | HR@10 {SAMPLED} | NDCG@20 {SAMPLED} | HR@20 {SAMPLED} | "
               f"NDCG@10 {FULL} | HR@10 {FULL} |")
     lines += [header, "|---|---|---|---|---|---|---|"]
