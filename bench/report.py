@@ -161,10 +161,9 @@ def main() -> None:
     speed = load(args.results, "speed.json")
     if speed:
         out += ["### Speed (CPU)", ""] + speed_tables(speed) + [""]
-    for name in ("accuracy_scientific.json", "accuracy_ml-100k.json"):
-        acc = load(args.results, name)
-        if acc:
-            out += [f"### Accuracy: {acc['data']['dataset']}", ""] + accuracy_tables(acc) + [""]
+    for path in sorted(args.results.glob("accuracy_*.json")):
+        acc = load(args.results, path.name)
+        out += [f"### Accuracy: {acc['data']['dataset']} (`{path.name}`)", ""] + accuracy_tables(acc) + [""]
     sasrec = load(args.results, "sasrec_ml1m.json")
     if sasrec:
         out += ["### SASRec on ML-1M", ""] + sasrec_table(sasrec) + [""]
