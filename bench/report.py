@@ -161,7 +161,7 @@ def main() -> None:
     speed = load(args.results, "speed.json")
     if speed:
         out += ["### Speed (CPU)", ""] + speed_tables(speed) + [""]
-    for path in sorted(args.results.glob("accuracy_*.json")):
+    for path in sorted(p for p in args.results.glob("accuracy_*.json") if not p.stem.endswith("_quick")):
         acc = load(args.results, path.name)
         out += [f"### Accuracy: {acc['data']['dataset']} (`{path.name}`)", ""] + accuracy_tables(acc) + [""]
     sasrec = load(args.results, "sasrec_ml1m.json")
