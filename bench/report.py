@@ -164,9 +164,8 @@ def main() -> None:
     for path in sorted(p for p in args.results.glob("accuracy_*.json") if not p.stem.endswith("_quick")):
         acc = load(args.results, path.name)
         out += [f"### Accuracy: {acc['data']['dataset']} (`{path.name}`)", ""] + accuracy_tables(acc) + [""]
-    sasrec = load(args.results, "sasrec_ml1m.json")
-    if sasrec:
-        out += ["### SASRec on ML-1M", ""] + sasrec_table(sasrec) + [""]
+    for path in sorted(args.results.glob("sasrec_ml1m*.json")):
+        out += [f"### SASRec on ML-1M (`{path.name}`)", ""] + sasrec_table(load(args.results, path.name)) + [""]
     print("\n".join(out))
 
 
