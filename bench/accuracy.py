@@ -149,6 +149,28 @@ class LossRecorder:
         self.callback = _Callback()
 
 
+class LearningCurve:
+    """A TrainerCallback that ranks the test users at chosen steps: does more training close the gap?"""
+
+    def __init__(self, evaluator: RankingEvaluator, steps: list[int]):
+        from transformers import TrainerCallback
+
+        outer = self
+
+        class _Callback(TrainerCallback):
+            def on_step_end(self, args, state, control, model=None, **kwargs):
+                if state.global_step in outer.steps:
+                    started = time.perf_counter()
+                    metrics = evaluator.evaluate(model, show_progress=False)
+                    outer.rows.append({"step": state.global_step, "eval_seconds": round(time.perf_counter() - started, 1),
+                                       "test": metrics})
+                    print(json.dumps({"curve_step": state.global_step, **metrics[SAMPLED]}), flush=True)
+
+        self.steps = set(steps)
+        self.rows: list[dict[str, Any]] = []
+        self.callback = _Callback()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="scientific", choices=("scientific", "ml-100k"))
@@ -172,6 +194,8 @@ def main() -> None:
                         help="train on the original and/or the once-shuffled training histories")
     parser.add_argument("--no-teacher-shuffled", action="store_true",
                         help="skip SASRec on shuffled histories (e.g. when a parallel invocation trains it)")
+    parser.add_argument("--curve-steps", nargs="*", type=int, default=[],
+                        help="also rank the test users at these steps (a learning curve, recorded per run)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--fresh", action="store_true", help="ignore finished stages in the result file")
@@ -292,12 +316,13 @@ def main() -> None:
                 continue
             folder = work / backbone_name / variant / training_name
             recorder = LossRecorder()
+            curve = LearningCurve(evaluator, [step for step in args.curve_steps if step < steps])
             start = time.perf_counter()
             model = build_llm_srec(training_data, copy.deepcopy(teacher), backbone,
                                    {**config_kwargs, **overrides}, seed=args.seed)
             trainer = LLMSRecTrainer(
                 model, llm_args(folder, steps, args.lr, args.batch_size, args.seed),
-                train_dataset=training_data.splits["train"], callbacks=[recorder.callback],
+                train_dataset=training_data.splits["train"], callbacks=[recorder.callback, curve.callback],
                 model_card_kwargs={"data_statistics": training_data.statistics(),
                                    "backbone_random_init": backbone_name != "minilm"},
             )
@@ -305,7 +330,7 @@ def main() -> None:
             trainer.save_model(str(folder))
             model = trainer.model.eval()
             del trainer
-            train_seconds = time.perf_counter() - start
+            train_seconds = time.perf_counter() - start - sum(row["eval_seconds"] for row in curve.rows)
             start = time.perf_counter()
             metrics = evaluator.evaluate(model, show_progress=False)
             result["runs"][key] = {
@@ -320,6 +345,7 @@ def main() -> None:
                 "seconds_per_step": round(train_seconds / steps, 3),
                 "eval_seconds": round(time.perf_counter() - start, 1),
                 "loss_log": recorder.rows,
+                "learning_curve": curve.rows,
                 "test": metrics,
             }
             summarise(result)

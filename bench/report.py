@@ -129,6 +129,14 @@ def accuracy_tables(result: dict[str, Any]) -> list[str]:
             r = row["order_sensitivity"]
             lines.append(f"| {backbone} | LLM-SRec more order-sensitive than ablation (shuffled-training change, "
                          f"NDCG@10 {SAMPLED}) | {pct(r['llm_srec'])} vs {pct(r['ablation'])} | {fmt(r['met'])} |")
+    curves = {key: run for key, run in result.get("runs", {}).items() if run.get("learning_curve")}
+    if curves:
+        lines += ["", f"| run (learning curve) | step | NDCG@10 {SAMPLED} | HR@10 {SAMPLED} | NDCG@10 {FULL} |",
+                  "|---|---|---|---|---|"]
+        for key, run in curves.items():
+            for row in [*run["learning_curve"], {"step": run["steps"], "test": run["test"]}]:
+                s, f = row["test"][SAMPLED], row["test"][FULL]
+                lines.append(f"| {key} | {row['step']} | {s['NDCG@10']:.4f} | {s['HR@10']:.4f} | {f['NDCG@10']:.4f} |")
     lines += ["", "| run | steps | s/step | train s | eval s | last logged losses | cos(f_user, f_CF-user), "
               "first → last log |", "|---|---|---|---|---|---|---|"]
     for key, run in result.get("runs", {}).items():
