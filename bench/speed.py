@@ -80,7 +80,6 @@ class Workloads:
         history_id, user_id, item_id, pad_id = self.model._special_token_ids()
         self._special = (history_id, user_id, item_id)
         self._pad = pad_id
-        self.takes_position_ids = self.model._backbone_takes["position_ids"]
         self.trainable, self.total = self.model.get_nb_trainable_parameters()
         self.backbone_parameters = sum(p.numel() for p in self.model.llm.parameters())
 
@@ -125,8 +124,9 @@ class Workloads:
         if requires_grad:
             embeds = embeds.detach().requires_grad_(True)
         kwargs: dict[str, Any] = {"inputs_embeds": embeds, "attention_mask": attention_mask}
-        if self.takes_position_ids:
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = self.model.backbone_position_ids(attention_mask)  # the model's own rule
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
         if self.model._backbone_takes["use_cache"]:
             kwargs["use_cache"] = False
         hidden = self.model.llm(**kwargs).last_hidden_state

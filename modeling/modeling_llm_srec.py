@@ -420,10 +420,9 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             output_mask.unsqueeze(-1), output_vector.to(device=device, dtype=inputs_embeds.dtype), inputs_embeds
         )
         kwargs: dict[str, Any] = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
-        if self._backbone_takes["position_ids"] and not bool(attention_mask[:, 0].all()):
-            # Left padding: count positions from each row's first real token. Without it the backbone's default
-            # positions already are these, and a rotary backbone computes them once instead of once per row.
-            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        position_ids = self.backbone_position_ids(attention_mask)
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
         if self._backbone_takes["use_cache"]:
             kwargs["use_cache"] = False
         if self._backbone_takes["return_dict"]:
@@ -439,6 +438,16 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         positions = output_mask.int().argmax(-1).to(hidden_states.device)
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
         return hidden_states[rows, positions].to(device=self.user_head[0].weight.device, dtype=torch.float32)
+
+    def backbone_position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """Positions counted from each row's first real token when a batch is left-padded, else `None`.
+
+        Why `None` otherwise: with right padding the backbone's default positions are the same numbers for every real
+        token, and a rotary backbone then computes its cos/sin table once per batch instead of once per row.
+        """
+        if not self._backbone_takes["position_ids"] or bool(attention_mask[:, 0].all()):
+            return None
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
     def _user_hidden_states(
         self,
