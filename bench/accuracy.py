@@ -40,10 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import TrainerCallback
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    RESULTS_DIR, set_threads, WORK_DIR, backbone_config_kwargs, load_dataset, machine_info, minilm_path, write_json,
+    RESULTS_DIR, WORK_DIR, backbone_config_kwargs, backbone_path, load_dataset, machine_info, set_threads, write_json,
 )
 
 from llm_srec.data import LLMSRecCollator  # noqa: E402
@@ -63,23 +64,6 @@ VARIANTS = {
 }
 DEFAULT_VARIANTS = ["llm-srec", "no-distill"]
 TARGET_REL_GAIN = 0.05
-
-
-def control_backbone(data) -> str:
-    """The random tiny causal control: `build_tiny_backbone("llama")` with a larger vocabulary than its default (so
-    prompts stay short enough for a CPU budget); hidden 64, 2 layers, 2 heads, seed 0."""
-    from llm_srec.backbones import build_tiny_backbone
-
-    folder = WORK_DIR / "backbones" / f"tiny-llama-ctrl-{data.info.get('name', 'data')}"
-    if not (folder / "config.json").is_file():
-        titles = [data.catalog.title(item) for item in range(1, data.num_items + 1)]
-        build_tiny_backbone("llama", titles, folder, hidden_size=64, num_layers=2, num_attention_heads=2,
-                            vocab_size=8000, seed=0)
-    return str(folder)
-
-
-def backbone_folder(name: str, data) -> str:
-    return minilm_path() if name == "minilm" else control_backbone(data)
 
 
 def llm_args(out: Path, steps: int, lr: float, batch: int, seed: int) -> LLMSRecTrainingArguments:
@@ -131,44 +115,33 @@ def estimate(data, backbone: str, batch: int, steps: int, eval_users: int, confi
             "user_encode_seconds": round(user_time, 4), "projected_run_seconds": round(projected, 1)}
 
 
-class LossRecorder:
-    """A TrainerCallback that keeps the logged losses (retrieval / distillation / uniformity)."""
+class LossRecorder(TrainerCallback):
+    """Keeps the logged losses (retrieval / distillation / uniformity)."""
 
     def __init__(self):
-        from transformers import TrainerCallback
-
-        outer = self
-
-        class _Callback(TrainerCallback):
-            def on_log(self, args, state, control, logs=None, **kwargs):
-                if logs and "loss" in logs:
-                    outer.rows.append({"step": state.global_step, **{k: round(float(v), 5) for k, v in logs.items()
-                                                                     if "loss" in k}})
-
         self.rows: list[dict[str, Any]] = []
-        self.callback = _Callback()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.rows.append({"step": state.global_step, **{k: round(float(v), 5) for k, v in logs.items()
+                                                            if "loss" in k}})
 
 
-class LearningCurve:
-    """A TrainerCallback that ranks the test users at chosen steps: does more training close the gap?"""
+class LearningCurve(TrainerCallback):
+    """Ranks the test users at chosen steps: does more training close the gap?"""
 
     def __init__(self, evaluator: RankingEvaluator, steps: list[int]):
-        from transformers import TrainerCallback
-
-        outer = self
-
-        class _Callback(TrainerCallback):
-            def on_step_end(self, args, state, control, model=None, **kwargs):
-                if state.global_step in outer.steps:
-                    started = time.perf_counter()
-                    metrics = evaluator.evaluate(model, show_progress=False)
-                    outer.rows.append({"step": state.global_step, "eval_seconds": round(time.perf_counter() - started, 1),
-                                       "test": metrics})
-                    print(json.dumps({"curve_step": state.global_step, **metrics[SAMPLED]}), flush=True)
-
+        self.evaluator = evaluator
         self.steps = set(steps)
         self.rows: list[dict[str, Any]] = []
-        self.callback = _Callback()
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step in self.steps:
+            started = time.perf_counter()
+            metrics = self.evaluator.evaluate(model, show_progress=False)
+            self.rows.append({"step": state.global_step, "eval_seconds": round(time.perf_counter() - started, 1),
+                              "test": metrics})
+            print(json.dumps({"curve_step": state.global_step, **metrics[SAMPLED]}), flush=True)
 
 
 def main() -> None:
@@ -297,7 +270,7 @@ def main() -> None:
         if backbone_name == "teacher-shuffled":
             run_teacher_shuffled(result, data, teacher, evaluator, work, args, save)
             continue
-        backbone = backbone_folder(backbone_name, data)
+        backbone = backbone_path(backbone_name, data)
         config_kwargs = {**backbone_config_kwargs(backbone)}
         config_kwargs["max_prompt_length"] = min(config_kwargs["max_prompt_length"], args.max_prompt_length)
         steps = args.steps if backbone_name == "minilm" else args.control_steps
@@ -322,7 +295,7 @@ def main() -> None:
                                    {**config_kwargs, **overrides}, seed=args.seed)
             trainer = LLMSRecTrainer(
                 model, llm_args(folder, steps, args.lr, args.batch_size, args.seed),
-                train_dataset=training_data.splits["train"], callbacks=[recorder.callback, curve.callback],
+                train_dataset=training_data.splits["train"], callbacks=[recorder, curve],
                 model_card_kwargs={"data_statistics": training_data.statistics(),
                                    "backbone_random_init": backbone_name != "minilm"},
             )

@@ -76,53 +76,63 @@ def summary(values: list[float], digits: int = 5) -> dict[str, Any]:
 SCIENTIFIC_TITLE_MARKERS = (". Industrial & Scientific", ". . ")
 
 
-def load_dataset(name: str):
-    """`RecommendationData` of a shared data set: ``scientific`` (UniSRec Amazon Scientific), ``ml-100k``, ``ml-1m``."""
+DATASET_FOLDERS = {"scientific": "amazon-scientific-unisrec", "ml-100k": "ml-100k", "ml-1m": "ml-1m"}
+
+
+def load_dataset(name: str, folder: Path | None = None):
+    """`RecommendationData` of a shared data set: ``scientific`` (UniSRec Amazon Scientific), ``ml-100k``, ``ml-1m``,
+    read from ``folder`` (default: its folder under DATA_DIR)."""
     from llm_srec.data import build_recommendation_data, load_movielens, load_recbole, load_sasrec_text
 
+    if name not in DATASET_FOLDERS:
+        raise ValueError(f"unknown data set {name!r}; choose from {sorted(DATASET_FOLDERS)}")
+    folder = Path(folder) if folder is not None else DATA_DIR / DATASET_FOLDERS[name]
     if name == "scientific":
-        raw = load_recbole(DATA_DIR / "amazon-scientific-unisrec", title_end_markers=list(SCIENTIFIC_TITLE_MARKERS))
+        raw = load_recbole(folder, title_end_markers=list(SCIENTIFIC_TITLE_MARKERS))
         return build_recommendation_data(raw, filter_mode="none")
     if name == "ml-100k":
-        raw = load_movielens(DATA_DIR / "ml-100k")
-        return build_recommendation_data(raw, filter_mode="kcore", min_user_interactions=5, min_item_interactions=5)
-    if name == "ml-1m":
-        folder = DATA_DIR / "ml-1m"
+        raw = load_movielens(folder)
+    else:
+        # SASRec's ML-1M keeps items with >= 5 interactions; every user keeps >= 18, so the 5-core equals that filter.
         raw = load_sasrec_text(folder / "ml-1m_seq.txt.gz", titles_path=folder / "movies.dat")
-        return build_recommendation_data(raw, filter_mode="kcore", min_user_interactions=5, min_item_interactions=5)
-    raise ValueError(f"unknown data set {name!r}")
+    return build_recommendation_data(raw, filter_mode="kcore", min_user_interactions=5, min_item_interactions=5)
 
 
 # ------------------------------------------------------------------------------------------------ backbones
-BACKBONES = ("tiny-llama", "minilm", "llama-384x6")
+# `build_tiny_backbone("llama")` options of the random backbones; minilm is the real pretrained one.
+RANDOM_BACKBONES: dict[str, dict[str, int]] = {
+    "tiny-llama": {},
+    "tiny-llama-ctrl": {"hidden_size": 64, "num_layers": 2, "num_attention_heads": 2, "vocab_size": 8000},
+    "llama-384x6": {"hidden_size": 384, "num_layers": 6, "num_attention_heads": 6, "vocab_size": 4000},
+}
+BACKBONES = ("minilm", *RANDOM_BACKBONES)
 
 
-def backbone_path(name: str, titles: list[str]) -> str:
+def backbone_path(name: str, data) -> str:
     """Folder of a backbone: ``minilm`` (real pretrained), ``tiny-llama`` (`build_tiny_backbone` defaults: hidden 32,
-    2 layers, random) or ``llama-384x6`` (random Llama of MiniLM's width and depth, to show how overheads scale).
-    Random backbones are built once per title corpus into WORK_DIR (seeded, so rebuilding gives the same model)."""
+    2 layers, random), ``tiny-llama-ctrl`` (the accuracy control: hidden 64 and a larger vocabulary, so prompts stay
+    short enough for a CPU budget) or ``llama-384x6`` (random Llama of MiniLM's width and depth, to show how overheads
+    scale). Random backbones are built once per title corpus of ``data``'s catalog into WORK_DIR (seeded, so
+    rebuilding gives the same model)."""
     if name == "minilm":
         return minilm_path()
-    from llm_srec.backbones import build_tiny_backbone
-
-    sizes = {"tiny-llama": {}, "llama-384x6": {"hidden_size": 384, "num_layers": 6, "num_attention_heads": 6,
-                                               "vocab_size": 4000}}
-    if name not in sizes:
+    if name not in RANDOM_BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {BACKBONES}")
     import hashlib
 
+    from llm_srec.backbones import build_tiny_backbone
+
+    titles = [data.catalog.title(item) for item in range(1, data.num_items + 1)]
     digest = hashlib.sha1("\n".join(titles).encode("utf-8")).hexdigest()[:10]
     folder = WORK_DIR / "backbones" / f"{name}-{digest}"
     if not (folder / "config.json").is_file():
-        build_tiny_backbone("llama", titles, folder, seed=0, **sizes[name])
+        build_tiny_backbone("llama", titles, folder, seed=0, **RANDOM_BACKBONES[name])
     return str(folder)
 
 
 def backbone_config_kwargs(path: str) -> dict[str, Any]:
     """LLM-SRec config options a backbone needs: the prompt budget must fit its position table."""
-    import json as _json
-
-    limit = _json.loads((Path(path) / "config.json").read_text())["max_position_embeddings"]
+    limit = json.loads((Path(path) / "config.json").read_text())["max_position_embeddings"]
     return {"max_prompt_length": min(1024, int(limit))}
 
 

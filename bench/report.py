@@ -97,8 +97,8 @@ def accuracy_tables(result: dict[str, Any]) -> list[str]:
     if "teacher" in result and "test_all_users" in result["teacher"]:
         lines.append(metrics_row(f"SASRec teacher, all {result['teacher']['test_all_users'][SAMPLED]['num_users']:.0f} "
                                  "test users", result["teacher"]["test_all_users"]))
-    lines += ["", f"Shuffled-training probe (trained on once-shuffled training histories, ranked on the original test "
-              f"histories; change = (shuffled - original) / original):", "",
+    lines += ["", "Shuffled-training probe (trained on once-shuffled training histories, ranked on the original test "
+              "histories; change = (shuffled - original) / original):", "",
               f"| model | NDCG@10 {SAMPLED} original | shuffled | change | NDCG@10 {FULL} original | shuffled | change |",
               "|---|---|---|---|---|---|---|"]
     summary = result.get("summary", {})

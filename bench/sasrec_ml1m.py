@@ -34,20 +34,13 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, RESULTS_DIR, machine_info, set_threads, write_json  # noqa: E402
+from common import DATA_DIR, RESULTS_DIR, load_dataset, machine_info, set_threads, write_json  # noqa: E402
 
-from llm_srec.data import build_recommendation_data, load_sasrec_text  # noqa: E402
 from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
 from llm_srec.modeling import SASRecConfig, SASRecModel  # noqa: E402
 from llm_srec.training import SASRecTrainer, SASRecTrainingArguments  # noqa: E402
 
 TARGETS = {"HR@10": 0.8245, "NDCG@10": 0.5905}
-
-
-def load_ml1m(data_dir: Path):
-    raw = load_sasrec_text(data_dir / "ml-1m_seq.txt.gz", titles_path=data_dir / "movies.dat")
-    # SASRec's ML-1M keeps items with >= 5 interactions; every user keeps >= 18, so the 5-core equals that filter.
-    return build_recommendation_data(raw, filter_mode="kcore", min_user_interactions=5, min_item_interactions=5)
 
 
 class ProgressCallback(TrainerCallback):
@@ -145,7 +138,7 @@ def main() -> None:
     set_threads(args.threads)
 
     started = time.perf_counter()
-    data = load_ml1m(args.data_dir)
+    data = load_dataset("ml-1m", args.data_dir)
     stats = data.statistics()
     splits = data.splits
     if args.quick:

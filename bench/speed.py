@@ -77,9 +77,7 @@ class Workloads:
             for i in range(0, len(ids), encode_batch)
         ]
         self.encode_batch = encode_batch
-        history_id, user_id, item_id, pad_id = self.model._special_token_ids()
-        self._special = (history_id, user_id, item_id)
-        self._pad = pad_id
+        self._special = self.model._special_token_ids()[:3]  # history, user, item
         self.trainable, self.total = self.model.get_nb_trainable_parameters()
         self.backbone_parameters = sum(p.numel() for p in self.model.llm.parameters())
 
@@ -87,16 +85,8 @@ class Workloads:
     def from_names(cls, dataset: str, backbone: str, batch_size: int, num_candidates: int, encode_batch: int,
                    encode_items: int, device: str) -> Workloads:
         data = load_dataset(dataset)
-        titles = [data.catalog.title(item) for item in range(1, data.num_items + 1)]
-        model = build_model(data, backbone_path(backbone, titles)).to(device)
+        model = build_model(data, backbone_path(backbone, data)).to(device)
         return cls(model, data, batch_size, num_candidates, encode_batch, encode_items, device, backbone)
-
-    # the model's own input rule: special ids are looked up as the pad id
-    def lookup_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
-        special = torch.zeros_like(input_ids, dtype=torch.bool)
-        for token in self._special:
-            special |= input_ids == token
-        return input_ids.masked_fill(special, self._pad)
 
     def tokens(self) -> dict[str, int]:
         b = self.batch
@@ -120,7 +110,7 @@ class Workloads:
 
     def _bare_forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, output_token: int,
                       requires_grad: bool) -> torch.Tensor:
-        embeds = self.model.llm.get_input_embeddings()(self.lookup_ids(input_ids))
+        embeds = self.model.llm.get_input_embeddings()(self.model.backbone_lookup_ids(input_ids))
         if requires_grad:
             embeds = embeds.detach().requires_grad_(True)
         kwargs: dict[str, Any] = {"inputs_embeds": embeds, "attention_mask": attention_mask}
@@ -155,7 +145,8 @@ class Workloads:
         self.model.eval()
         for batch in self.encode_batches:
             mask = batch["attention_mask"]
-            kwargs: dict[str, Any] = {"input_ids": self.lookup_ids(batch["input_ids"]), "attention_mask": mask}
+            kwargs: dict[str, Any] = {"input_ids": self.model.backbone_lookup_ids(batch["input_ids"]),
+                                      "attention_mask": mask}
             if self.model._backbone_takes["use_cache"]:
                 kwargs["use_cache"] = False
             self.model.llm(**kwargs)
@@ -193,7 +184,7 @@ class Workloads:
             total = 0
             for input_ids, vec in ((b["input_ids"], vectors[: slots - n_items]), (b["candidate_input_ids"], vectors[slots - n_items:])):
                 mask = input_ids == self._special[0]
-                embeds = model.llm.get_input_embeddings()(self.lookup_ids(input_ids))
+                embeds = model.llm.get_input_embeddings()(self.model.backbone_lookup_ids(input_ids))
                 embeds = embeds.masked_scatter(mask.unsqueeze(-1), vec[: int(mask.sum())])
                 embeds = torch.where((input_ids == self._special[1]).unsqueeze(-1), model.user_out_embedding, embeds)
                 total = total + embeds.sum()

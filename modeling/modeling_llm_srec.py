@@ -368,7 +368,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         output token receives ``output_vector``, by vectorised masked scatter into ``inputs_embeds``; the special ids
         are swapped for the pad id before the embedding lookup, so the backbone's vocabulary is never touched.
         """
-        history_id, user_id, item_id, pad_id = self._special_token_ids()
+        history_id, user_id = self._special_token_ids()[:2]
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids must be (batch, length), got shape {tuple(input_ids.shape)}.")
         embedding = self.llm.get_input_embeddings()
@@ -403,8 +403,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 f"Mismatched {self.config.history_token} slots and item ids: the prompts hold {slot_counts.tolist()} "
                 f"slots but {item_counts.tolist()} non-zero item ids were given."
             )
-        special_mask = (input_ids == history_id) | (input_ids == user_id) | (input_ids == item_id)
-        lookup_ids = input_ids.masked_fill(special_mask, pad_id)
+        lookup_ids = self.backbone_lookup_ids(input_ids)
         if bool((lookup_ids >= embedding.num_embeddings).any()) or bool((lookup_ids < 0).any()):
             raise ValueError(
                 f"Token ids outside the backbone's vocabulary ({embedding.num_embeddings} rows): the tokenizer does "
@@ -438,6 +437,13 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         positions = output_mask.int().argmax(-1).to(hidden_states.device)
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
         return hidden_states[rows, positions].to(device=self.user_head[0].weight.device, dtype=torch.float32)
+
+    def backbone_lookup_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` with the three special tokens replaced by the pad id: their rows of the frozen embedding are
+        never read (the placeholders are overwritten), so the backbone's vocabulary is never resized."""
+        history_id, user_id, item_id, pad_id = self._special_token_ids()
+        special_mask = (input_ids == history_id) | (input_ids == user_id) | (input_ids == item_id)
+        return input_ids.masked_fill(special_mask, pad_id)
 
     def backbone_position_ids(self, attention_mask: torch.Tensor) -> torch.Tensor | None:
         """Positions counted from each row's first real token when a batch is left-padded, else `None`.
