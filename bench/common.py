@@ -169,3 +169,28 @@ def set_threads(threads: int | None) -> int:
     if threads > 0:
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+# ------------------------------------------------------------------------------------------------- teachers
+def fixed_teacher(name: str, data, epochs: int = 100, patience: int = 5, maxlen: int = 50, seed: int = 0):
+    """The data set's one SASRec teacher, trained once (best validation sampled NDCG@10) into
+    WORK_DIR/teachers/<name>-e<epochs>-l<maxlen>-s<seed> and reused by every later run, so all recipes and seeds of a
+    benchmark distil the same teacher. Returns (teacher, {"folder", "train_seconds" or "reused"})."""
+    import time
+
+    import torch
+
+    from llm_srec.training import SASRecTrainingArguments
+    from llm_srec.training.pipeline import load_model, pretrain_sasrec
+
+    folder = WORK_DIR / "teachers" / f"{name}-e{epochs}-l{maxlen}-s{seed}"
+    if (folder / "config.json").is_file():
+        return load_model(folder), {"folder": str(folder), "reused": True}
+    start = time.perf_counter()
+    args = SASRecTrainingArguments(
+        output_dir=str(folder / "checkpoints"), num_train_epochs=epochs, early_stopping_patience=patience,
+        per_device_eval_batch_size=512, report_to=[], disable_tqdm=True, seed=seed,
+        use_cpu=not torch.cuda.is_available(), eval_protocols=["sampled"], save_total_limit=1,
+    )
+    teacher = pretrain_sasrec(data, folder, args=args, config={"max_position_embeddings": maxlen}, evaluate_test=False)
+    return teacher.eval(), {"folder": str(folder), "train_seconds": round(time.perf_counter() - start, 1)}

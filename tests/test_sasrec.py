@@ -66,10 +66,10 @@ def test_inputs_are_left_padded_to_the_window_and_truncated_to_the_most_recent_i
         kept = tiny_sasrec(torch.tensor([long_history[-maxlen:]]))
     assert short.last_hidden_state.shape == (1, 3, 16)
     assert padded.last_hidden_state.shape == (1, 7, 16)
-    assert torch.equal(short.user_embeddings, padded.user_embeddings)
-    assert torch.equal(short.user_embeddings, full.user_embeddings)
+    torch.testing.assert_close(short.user_embeddings, padded.user_embeddings)
+    torch.testing.assert_close(short.user_embeddings, full.user_embeddings)
     assert too_long.last_hidden_state.shape == (1, maxlen, 16)
-    assert torch.equal(too_long.user_embeddings, kept.user_embeddings)
+    torch.testing.assert_close(too_long.user_embeddings, kept.user_embeddings)
     assert torch.equal(tiny_sasrec.encode_users(torch.tensor([[7, 8, 9]])), short.user_embeddings)
 
 
@@ -222,4 +222,4 @@ def test_save_load_roundtrip_and_auto_classes(tiny_sasrec, tmp_path):
     assert isinstance(loaded, SASRecModel)
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
-        assert torch.equal(loaded.score(ids), tiny_sasrec.score(ids))
+        torch.testing.assert_close(loaded.score(ids), tiny_sasrec.score(ids))

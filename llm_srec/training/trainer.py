@@ -31,14 +31,13 @@ from llm_srec.data.transforms import expand_all_positions
 from llm_srec.evaluation.ranking import NestedMetrics, RankingEvaluator, flatten_metrics
 from llm_srec.hub import write_model_card
 from llm_srec.modeling import LLMSRecForRecommendation, LLMSRecProcessor
+from llm_srec.modeling.modeling_llm_srec import LOSS_TERMS
 
 from . import checkpointing
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments
 from .callbacks import CollatorEpochCallback
 
 logger = logging.getLogger(__name__)
-
-LOSS_TERMS = ("retrieval_loss", "distillation_loss", "uniformity_loss")
 
 
 class RankingTrainer(Trainer):

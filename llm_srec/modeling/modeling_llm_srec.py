@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 PROCESSOR_CONFIG_NAME = "processor_config.json"
+LOSS_TERMS = (
+    "retrieval_loss", "distillation_loss", "uniformity_loss", "score_distillation_loss", "item_distillation_loss"
+)
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -45,7 +48,10 @@ class LLMSRecOutput(ModelOutput):
         retrieval_loss: sampled-softmax cross-entropy over the candidates (Eq. 1); None when its weight is 0.
         distillation_loss: MSE on L2-normalised f_user vs f_CF-user(O_u) (or the contrastive Eq. 10); None when off.
         uniformity_loss: uniformity of both normalised batches (Eq. 3, no log); None when off.
-        logits: ``(B, C)`` dot products between users and their candidates.
+        score_distillation_loss: KL(p_teacher || p_student) over the ranked candidates; None when off.
+        item_distillation_loss: MSE of the normalised f_item(h_I) against the teacher projection of E_i; None when off.
+        logits: ``(B, C)`` scores between users and their own candidates (dot products, cosines with
+            ``similarity="cosine"``; not divided by the temperature).
         user_embeddings: f_user(h_U), ``(B, d')``.
         item_embeddings: f_item(h_I) of the candidates, ``(B, C, d')``.
         teacher_embeddings: f_CF-user(O_u), ``(B, d')``.
@@ -56,6 +62,8 @@ class LLMSRecOutput(ModelOutput):
     retrieval_loss: torch.FloatTensor | None = None
     distillation_loss: torch.FloatTensor | None = None
     uniformity_loss: torch.FloatTensor | None = None
+    score_distillation_loss: torch.FloatTensor | None = None
+    item_distillation_loss: torch.FloatTensor | None = None
     logits: torch.FloatTensor | None = None
     user_embeddings: torch.FloatTensor | None = None
     item_embeddings: torch.FloatTensor | None = None
@@ -80,6 +88,32 @@ def _mlp(in_features: int, hidden_features: int, out_features: int, activation: 
         activation,
         nn.Linear(hidden_features, out_features),
     )
+
+
+class TeacherIsometry(nn.Module):
+    """f_CF-user of ``teacher_projection="fixed"``: the teacher's d-dim space zero-padded into d' >= d dimensions.
+
+    Why: an isometry keeps SASRec's geometry, so f_CF-user(O_u) . f_CF-user(E_i) = O_u . E_i and pulling f_user and
+    f_item toward it transfers the teacher's scoring, not only a learned picture of its users. No parameter."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        if out_features < in_features:
+            raise ValueError(
+                f"teacher_projection='fixed' needs embedding_size ({out_features}) >= the teacher's hidden size "
+                f"({in_features})."
+            )
+        self.padding = out_features - in_features
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return F.pad(hidden_states, (0, self.padding))
+
+
+def _soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of KL(softmax(teacher) || softmax(student)) restricted to the ``valid`` columns."""
+    student = F.log_softmax(student_logits.masked_fill(~valid, float("-inf")), dim=-1).masked_fill(~valid, 0.0)
+    teacher = F.softmax(teacher_logits.masked_fill(~valid, float("-inf")), dim=-1)
+    return (torch.special.xlogy(teacher, teacher) - teacher * student).sum(-1).mean()
 
 
 def _uniformity(embeddings: torch.Tensor) -> torch.Tensor:
@@ -166,6 +200,9 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         self._processor: LLMSRecProcessor | None = None
         self._item_index: torch.Tensor | None = None
         self._adapter_keys: frozenset[str] = frozenset()
+        # Diagnostics only (`llm_srec.evaluation.oracle`): a callable (slot_item_ids, "user" | "item") -> states
+        # that replaces the backbone's output-token states. None, the default, runs the backbone.
+        self.state_override: Any = None
         quantized = False
         if llm is None:
             if config.llm_config is None:
@@ -221,7 +258,10 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         self.item_projection = _mlp(teacher_size, input_size, input_size, nn.LeakyReLU()).to(device)
         self.user_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
         self.item_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
-        self.cf_user_head = _mlp(teacher_size, config.cf_hidden_size, config.embedding_size, nn.GELU()).to(device)
+        if config.teacher_projection == "fixed":
+            self.cf_user_head = TeacherIsometry(teacher_size, config.embedding_size)
+        else:
+            self.cf_user_head = _mlp(teacher_size, config.cf_hidden_size, config.embedding_size, nn.GELU()).to(device)
         self.user_out_embedding = nn.Parameter(torch.empty(input_size, device=device))
         self.item_out_embedding = nn.Parameter(torch.empty(input_size, device=device))
         self.sasrec.to(device)
@@ -403,6 +443,9 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 f"Mismatched {self.config.history_token} slots and item ids: the prompts hold {slot_counts.tolist()} "
                 f"slots but {item_counts.tolist()} non-zero item ids were given."
             )
+        if self.state_override is not None:
+            states = self.state_override(slot_item_ids, "user" if output_token_id == user_id else "item")
+            return states.to(device=self.user_head[0].weight.device, dtype=torch.float32)
         lookup_ids = self.backbone_lookup_ids(input_ids)
         if bool((lookup_ids >= embedding.num_embeddings).any()) or bool((lookup_ids < 0).any()):
             raise ValueError(
@@ -471,8 +514,13 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         history_item_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """User representations f_user(h_U), ``(B, d')``, from tokenised user prompts (see `LLMSRecProcessor`)."""
-        return self.user_head(self._user_hidden_states(input_ids, attention_mask, history_item_ids))
+        """User representations f_user(h_U), ``(B, d')``, from tokenised user prompts (see `LLMSRecProcessor`);
+        L2-normalised with ``similarity="cosine"``."""
+        return self._shared_space(self.user_head(self._user_hidden_states(input_ids, attention_mask, history_item_ids)))
+
+    def _shared_space(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """Head outputs as they are scored: unit vectors under ``similarity="cosine"``, unchanged under ``"dot"``."""
+        return F.normalize(embeddings, dim=-1) if self.config.similarity == "cosine" else embeddings
 
     def encode_items(
         self,
@@ -480,20 +528,24 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         attention_mask: torch.Tensor | None = None,
         item_ids: torch.LongTensor | None = None,
     ) -> torch.Tensor:
-        """Item representations f_item(h_I), ``(N, d')``, from tokenised item prompts and their internal ids."""
+        """Item representations f_item(h_I), ``(N, d')``, from tokenised item prompts and their internal ids;
+        L2-normalised with ``similarity="cosine"``."""
         if item_ids is None:
             raise ValueError("encode_items needs item_ids: the internal id of each prompt's item.")
         item_ids = torch.as_tensor(item_ids, device=input_ids.device).reshape(-1, 1)
         states = self._backbone_states(
             input_ids, attention_mask, item_ids, self._special_token_ids()[2], self.item_out_embedding
         )
-        return self.item_head(states)
+        return self._shared_space(self.item_head(states))
 
     def encode_teacher(self, sasrec_input_ids: torch.LongTensor) -> torch.Tensor:
         """f_CF-user(O_u), ``(B, d')``: the frozen teacher's user representation mapped to the shared space."""
+        return self.cf_user_head(self._teacher_states(sasrec_input_ids))
+
+    def _teacher_states(self, sasrec_input_ids: torch.LongTensor) -> torch.Tensor:
+        """O_u of the frozen teacher, ``(B, d)`` in float32."""
         with torch.no_grad():
-            teacher = self.sasrec.encode_users(sasrec_input_ids.to(self.sasrec.item_embeddings.device))
-        return self.cf_user_head(teacher.float())
+            return self.sasrec.encode_users(sasrec_input_ids.to(self.sasrec.item_embeddings.device)).float()
 
     def forward(
         self,
@@ -521,9 +573,10 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         config = self.config
         user_hidden_states = user_embeddings = item_embeddings = logits = teacher_embeddings = None
+        teacher_states = None
         if input_ids is not None:
             user_hidden_states = self._user_hidden_states(input_ids, attention_mask, history_item_ids)
-            user_embeddings = self.user_head(user_hidden_states)
+            user_embeddings = self._shared_space(self.user_head(user_hidden_states))
         if candidate_input_ids is not None:
             if candidate_item_ids is None or candidate_item_ids.dim() != 2:
                 raise ValueError("candidate_input_ids need candidate_item_ids of shape (batch, candidates).")
@@ -543,40 +596,66 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 )
             logits = torch.einsum("bd,bcd->bc", user_embeddings, item_embeddings)
         if sasrec_input_ids is not None:
-            teacher_embeddings = self.encode_teacher(sasrec_input_ids)
+            teacher_states = self._teacher_states(sasrec_input_ids)
+            teacher_embeddings = self.cf_user_head(teacher_states)
 
-        loss = retrieval_loss = distillation_loss = uniformity_loss = None
+        losses: dict[str, torch.Tensor] = {}
         if labels is not None:
             if user_embeddings is None:
                 raise ValueError("labels were given without user prompts (input_ids).")
-            terms: list[torch.Tensor] = []
-            if config.retrieval_loss_weight > 0:
-                if logits is None:
-                    raise ValueError("The retrieval loss needs candidate_input_ids and candidate_item_ids.")
-                retrieval_loss = F.cross_entropy(logits, labels.to(logits.device))
-                terms.append(config.retrieval_loss_weight * retrieval_loss)
-            if config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0:
-                if teacher_embeddings is None:
-                    raise ValueError("The distillation and uniformity losses need sasrec_input_ids.")
+            labels = labels.to(user_embeddings.device)
+            needs_candidates = config.retrieval_loss_weight > 0 or config.score_distillation_loss_weight > 0
+            if needs_candidates and logits is None:
+                raise ValueError("The retrieval and score-distillation losses need candidate_input_ids and candidate_item_ids.")
+            needs_teacher = (
+                config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0
+                or config.score_distillation_loss_weight > 0
+            )
+            if needs_teacher and teacher_states is None:
+                raise ValueError("The distillation, uniformity and score-distillation losses need sasrec_input_ids.")
+            if needs_candidates:
+                ranked_logits, ranked_items, ranked_labels, valid = self._ranked_candidates(
+                    logits, user_embeddings, item_embeddings, candidate_item_ids, labels, sasrec_input_ids,
+                    history_item_ids,
+                )
+                scaled = ranked_logits / config.retrieval_temperature
+                if config.retrieval_loss_weight > 0:
+                    losses["retrieval_loss"] = F.cross_entropy(scaled.masked_fill(~valid, float("-inf")), ranked_labels)
+                if config.score_distillation_loss_weight > 0:
+                    ranked_items = ranked_items.to(self.sasrec.item_embeddings.device)
+                    teacher_scores = torch.einsum(
+                        "bd,bcd->bc", teacher_states, self.sasrec.item_embeddings[ranked_items].float()
+                    ).to(scaled.device)
+                    losses["score_distillation_loss"] = _soft_cross_entropy(
+                        scaled, teacher_scores / config.score_distillation_temperature, valid
+                    )
+            if teacher_states is not None and (config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0):
                 users = F.normalize(user_embeddings, dim=-1)
                 teachers = F.normalize(teacher_embeddings, dim=-1)
                 if config.distillation_loss_weight > 0:
                     if config.distillation_loss == "mse":
-                        distillation_loss = F.mse_loss(users, teachers)
+                        losses["distillation_loss"] = F.mse_loss(users, teachers)
                     else:
                         similarities = users @ teachers.t() / config.contrastive_temperature
                         targets = torch.arange(similarities.shape[0], device=similarities.device)
-                        distillation_loss = F.cross_entropy(similarities, targets)
-                    terms.append(config.distillation_loss_weight * distillation_loss)
+                        losses["distillation_loss"] = F.cross_entropy(similarities, targets)
                 if config.uniformity_loss_weight > 0:
-                    uniformity_loss = _uniformity(users) + _uniformity(teachers)
-                    terms.append(config.uniformity_loss_weight * uniformity_loss)
-            loss = torch.stack(terms).sum()
+                    losses["uniformity_loss"] = _uniformity(users) + _uniformity(teachers)
+            if config.item_distillation_loss_weight > 0:
+                if item_embeddings is None:
+                    raise ValueError("The item-distillation loss needs candidate_input_ids and candidate_item_ids.")
+                item_ids = candidate_item_ids.reshape(-1).to(self.sasrec.item_embeddings.device)
+                targets = self.cf_user_head(self.sasrec.item_embeddings[item_ids].detach().float())
+                losses["item_distillation_loss"] = F.mse_loss(
+                    F.normalize(item_embeddings.reshape(-1, item_embeddings.shape[-1]), dim=-1),
+                    F.normalize(targets.to(item_embeddings.device), dim=-1),
+                )
+        loss = None
+        if losses:
+            loss = torch.stack([getattr(config, f"{name}_weight") * value for name, value in losses.items()]).sum()
         output = LLMSRecOutput(
             loss=loss,
-            retrieval_loss=retrieval_loss,
-            distillation_loss=distillation_loss,
-            uniformity_loss=uniformity_loss,
+            **{name: losses.get(name) for name in LOSS_TERMS},
             logits=logits,
             user_embeddings=user_embeddings,
             item_embeddings=item_embeddings,
@@ -584,6 +663,39 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             user_hidden_states=user_hidden_states,
         )
         return output if return_dict else output.to_tuple()
+
+    def _ranked_candidates(
+        self,
+        logits: torch.Tensor,
+        user_embeddings: torch.Tensor,
+        item_embeddings: torch.Tensor,
+        candidate_item_ids: torch.LongTensor,
+        labels: torch.LongTensor,
+        sasrec_input_ids: torch.LongTensor | None,
+        history_item_ids: torch.LongTensor | None,
+    ) -> tuple[torch.Tensor, torch.LongTensor, torch.LongTensor, torch.Tensor]:
+        """Scores, item ids, target column and validity mask of the candidates each user's target is ranked among.
+
+        Without ``in_batch_negatives``: the user's own ``C`` candidates (``logits``), all valid. With it: all ``B*C`` candidates
+        of the batch, where another row's copy of the user's target, or an item of the user's history (the teacher's
+        window, else the prompt's), is masked out as a false negative.
+        """
+        candidate_item_ids = candidate_item_ids.to(user_embeddings.device)
+        if not self.config.in_batch_negatives:
+            return logits, candidate_item_ids, labels, torch.ones_like(logits, dtype=torch.bool)
+        batch_size, num_candidates = candidate_item_ids.shape
+        flat_items = candidate_item_ids.reshape(-1)
+        logits = user_embeddings @ item_embeddings.reshape(batch_size * num_candidates, -1).t()
+        columns = torch.arange(batch_size, device=labels.device) * num_candidates + labels
+        targets = flat_items[columns]
+        invalid = flat_items.unsqueeze(0) == targets.unsqueeze(1)
+        seen = sasrec_input_ids if sasrec_input_ids is not None else history_item_ids
+        if seen is not None:
+            seen = seen.to(flat_items.device)
+            invalid |= ((seen.unsqueeze(-1) == flat_items.view(1, 1, -1)) & (seen.unsqueeze(-1) > 0)).any(1)
+        own = torch.zeros_like(invalid)
+        own[torch.arange(batch_size, device=own.device), columns] = True
+        return logits, flat_items.unsqueeze(0).expand(batch_size, -1), columns, ~invalid | own
 
     # ------------------------------------------------------------------------------------------ recommending
     def _require_processor(self) -> LLMSRecProcessor:
@@ -801,4 +913,4 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         return model
 
 
-__all__ = ["LLMSRecOutput", "LLMSRecPreTrainedModel", "LLMSRecForRecommendation", "Recommendation"]
+__all__ = ["LOSS_TERMS", "LLMSRecOutput", "TeacherIsometry", "LLMSRecPreTrainedModel", "LLMSRecForRecommendation", "Recommendation"]

@@ -35,6 +35,8 @@ DEFAULT_SPECIAL_TOKENS: dict[str, str] = {
     "item_token": "[ItemOut]",
 }
 DISTILLATION_LOSSES = ("mse", "contrastive")
+SIMILARITIES = ("dot", "cosine")
+TEACHER_PROJECTIONS = ("mlp", "fixed")
 BACKBONE_DTYPES = ("auto", "float32", "float16", "bfloat16")
 
 # Placeholders each formatted template must contain; the special token it must hold exactly once.
@@ -144,6 +146,23 @@ class LLMSRecConfig(PreTrainedConfig):
         num_train_negatives: random negatives per training example (3, so 4 candidates).
         distillation_loss: ``"mse"`` (MSE on L2-normalised vectors, the code) or ``"contrastive"`` (Eq. 10).
         contrastive_temperature: temperature of the contrastive variant (0.07).
+        similarity: ``"dot"`` (the paper: raw dot products of f_user and f_item) or ``"cosine"`` (both outputs are
+            L2-normalised, so every score, at training and at ranking, is a cosine).
+        retrieval_temperature: the retrieval loss (and score distillation) divide the scores by this (1.0, the
+            paper; a cosine needs a small one, e.g. 0.05, to reach a peaked softmax).
+        in_batch_negatives: rank each user's target against every candidate of the batch (the other users'
+            targets and negatives are free negatives), not only its own ``1 + num_train_negatives``; candidates
+            equal to the user's target or in its history are masked.
+        score_distillation_loss_weight: weight of the listwise ranking distillation: KL(p_teacher || p_student) over the
+            candidates the retrieval loss ranks, with p_teacher = softmax(O_u . E_i / score_distillation_temperature),
+            SASRec's own scores (0: off, the paper).
+        score_distillation_temperature: temperature of the teacher's score distribution (1.0).
+        item_distillation_loss_weight: weight of an item-side MSE between the L2-normalised f_item(h_I) and the teacher
+            projection of E_i (the same map as f_CF-user), so both sides of the shared space follow SASRec (0: off).
+        teacher_projection: ``"mlp"`` (the paper's trainable f_CF-user) or ``"fixed"`` (a frozen isometric
+            embedding of the teacher's space into d' dimensions, zero-padding, so f_CF-user(O_u) . f_CF-user(E_i)
+            equals SASRec's O_u . E_i; needs ``embedding_size >= `` the teacher's hidden size).
+        recipe: name of the training recipe the config was built from (`llm_srec.recipes`), shown on the model card.
         lora_config: None (the paper: no backbone weight trains) or `peft.LoraConfig` kwargs for an optional
             adapter on the backbone, saved in our checkpoint.
         max_prompt_length: token budget of a prompt; the oldest history items are dropped first to fit.
@@ -183,6 +202,14 @@ class LLMSRecConfig(PreTrainedConfig):
         num_train_negatives: int = 3,
         distillation_loss: str = "mse",
         contrastive_temperature: float = 0.07,
+        similarity: str = "dot",
+        retrieval_temperature: float = 1.0,
+        in_batch_negatives: bool = False,
+        score_distillation_loss_weight: float = 0.0,
+        score_distillation_temperature: float = 1.0,
+        item_distillation_loss_weight: float = 0.0,
+        teacher_projection: str = "mlp",
+        recipe: str | None = None,
         lora_config: dict | Any | None = None,
         max_prompt_length: int = 1024,
         backbone_dtype: str = "auto",
@@ -204,11 +231,30 @@ class LLMSRecConfig(PreTrainedConfig):
             ("retrieval_loss_weight", retrieval_loss_weight),
             ("distillation_loss_weight", distillation_loss_weight),
             ("uniformity_loss_weight", uniformity_loss_weight),
+            ("score_distillation_loss_weight", score_distillation_loss_weight),
+            ("item_distillation_loss_weight", item_distillation_loss_weight),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ValueError(f"LLMSRecConfig.{name} must be a non-negative number, got {value!r}.")
-        if retrieval_loss_weight + distillation_loss_weight + uniformity_loss_weight == 0:
-            raise ValueError("At least one of the retrieval, distillation and uniformity loss weights must be > 0.")
+        if (
+            retrieval_loss_weight + distillation_loss_weight + uniformity_loss_weight + score_distillation_loss_weight
+            + item_distillation_loss_weight == 0
+        ):
+            raise ValueError("At least one loss weight must be > 0.")
+        for name, value in (
+            ("retrieval_temperature", retrieval_temperature),
+            ("score_distillation_temperature", score_distillation_temperature),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"LLMSRecConfig.{name} must be > 0, got {value!r}.")
+        if similarity not in SIMILARITIES:
+            raise ValueError(f"similarity must be one of {SIMILARITIES}, got {similarity!r}.")
+        if teacher_projection not in TEACHER_PROJECTIONS:
+            raise ValueError(f"teacher_projection must be one of {TEACHER_PROJECTIONS}, got {teacher_projection!r}.")
+        if not isinstance(in_batch_negatives, bool):
+            raise ValueError(f"in_batch_negatives must be True or False, got {in_batch_negatives!r}.")
+        if recipe is not None and (not isinstance(recipe, str) or not recipe):
+            raise ValueError(f"recipe must be None or a non-empty string, got {recipe!r}.")
         if distillation_loss not in DISTILLATION_LOSSES:
             raise ValueError(f"distillation_loss must be one of {DISTILLATION_LOSSES}, got {distillation_loss!r}.")
         if not isinstance(contrastive_temperature, (int, float)) or contrastive_temperature <= 0:
@@ -265,6 +311,14 @@ class LLMSRecConfig(PreTrainedConfig):
         self.num_train_negatives = num_train_negatives
         self.distillation_loss = distillation_loss
         self.contrastive_temperature = float(contrastive_temperature)
+        self.similarity = similarity
+        self.retrieval_temperature = float(retrieval_temperature)
+        self.in_batch_negatives = in_batch_negatives
+        self.score_distillation_loss_weight = float(score_distillation_loss_weight)
+        self.score_distillation_temperature = float(score_distillation_temperature)
+        self.item_distillation_loss_weight = float(item_distillation_loss_weight)
+        self.teacher_projection = teacher_projection
+        self.recipe = recipe
         self.lora_config = _lora_config_dict(lora_config)
         self.max_prompt_length = max_prompt_length
         self.backbone_dtype = backbone_dtype

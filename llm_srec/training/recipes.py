@@ -1,0 +1,70 @@
+"""Named training recipes: the loss and training choices of an LLM-SRec run, as config and argument overrides.
+
+Why named: ``paper`` must stay reproducible exactly while the package default may differ where it is measured better
+(BENCHMARKS.md, "Recipes"); a run records the recipe it used in ``LLMSRecConfig.recipe`` and on its model card.
+
+- ``paper``: the paper and the official code (PAPER.md §2.4-2.5, §9): L_Retrieval + L_Distill + L_Uniform with weights
+  1/1/1, raw dot products, 1 + 3 candidates per user, the last item of each training sequence, Adam lr 1e-4, batch
+  20. Two known deviations from the code, both kept: the teacher runs in eval mode (the code leaves SASRec in train
+  mode, so its O_u carries dropout noise), and the HF Trainer clips gradients at norm 1.0 (the code does not clip).
+- ``transfer``: the paper's losses plus what makes the student keep the teacher's ranking: listwise score
+  distillation against SASRec's own scores O_u . E_i, in-batch negatives (every candidate of the batch), cosine
+  scores with temperature 0.1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .arguments import LLMSRecTrainingArguments
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A named set of `LLMSRecConfig` options (``config``) and `LLMSRecTrainingArguments` options (``training``)."""
+
+    name: str
+    summary: str
+    config: Mapping[str, Any] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+
+    def config_kwargs(self, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """`LLMSRecConfig` keyword arguments: the recipe's, its name, then ``overrides`` (which win)."""
+        return {**self.config, "recipe": self.name, **dict(overrides or {})}
+
+    def training_arguments(self, **kwargs: Any) -> LLMSRecTrainingArguments:
+        """`LLMSRecTrainingArguments` with the recipe's options, then ``kwargs`` (which win)."""
+        return LLMSRecTrainingArguments(**{**self.training, **kwargs})
+
+
+RECIPES: dict[str, Recipe] = {
+    "paper": Recipe(
+        name="paper",
+        summary="the paper / official code: L_Retrieval + L_Distill + L_Uniform (1/1/1), dot products, 1+3 "
+        "candidates, last item per user, Adam lr 1e-4, batch 20",
+    ),
+    "transfer": Recipe(
+        name="transfer",
+        summary="paper losses + listwise score distillation from SASRec (O_u . E_i), in-batch negatives, cosine "
+        "scores with temperature 0.1",
+        config={
+            "score_distillation_loss_weight": 1.0,
+            "in_batch_negatives": True,
+            "similarity": "cosine",
+            "retrieval_temperature": 0.1,
+        },
+    ),
+}
+DEFAULT_RECIPE = "paper"
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called ``name``; a ValueError lists the known ones."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose from {sorted(RECIPES)}")
+    return RECIPES[name]
+
+
+__all__ = ["DEFAULT_RECIPE", "RECIPES", "Recipe", "get_recipe"]
