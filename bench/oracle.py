@@ -1,16 +1,11 @@
 """Capacity diagnostic: can a recipe copy the ranking it is handed?
 
-The real `LLMSRecForRecommendation` heads, losses, `LLMSRecCollator`, `LLMSRecTrainer` (validation-based model
-selection) and `RankingEvaluator` run with the backbone's output-token states replaced by oracle features
+`bench/recipes.py` with ``--backbone oracle``: LLM-SRec's real heads, losses, collator, Trainer (validation-based
+selection) and evaluator, with the backbone's output-token states replaced by oracle features
 (`llm_srec.evaluation.oracle`): ``teacher`` hands the heads the SASRec teacher's own vectors (h_U = O_u of the
 shown history, h_I = E_i); ``bag`` is the order-blind control (h_U = mean E_i of the shown history). A recipe that
-cannot reach its teacher here cannot beat it with any backbone.
-
-Each lever is one change from its base recipe (`llm_srec.training.recipes`), run for every seed; the teacher is
-one fixed SASRec per data set (`common.fixed_teacher`). The test ranking uses one seeded user subset for every
-model, under ``sampled(1+99, seed=0)`` and ``full-catalog``. Results go to ``bench/results/oracle_<dataset>.json``
-after every run (a rerun skips finished runs; ``--fresh`` starts over). The last stdout line is one JSON object:
-``{"llm_srec": {protocol: metrics}, "teacher": {protocol: metrics}, ...}`` for the best variant (mean over seeds).
+cannot reach its teacher here cannot beat it with any backbone. Results go to ``bench/results/oracle_<dataset>.json``;
+the last stdout line is one JSON object with keys ``llm_srec`` and ``teacher`` (protocol label -> metrics).
 
 Usage:
     python bench/oracle.py --quick                      # <= 10 min on 2 CPU cores
@@ -19,170 +14,11 @@ Usage:
 
 from __future__ import annotations
 
-import argparse
-import copy
-import json
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any
-
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
-    RESULTS_DIR, WORK_DIR, backbone_config_kwargs, backbone_path, build_model, fixed_teacher, load_dataset,
-    machine_info, set_threads, write_json,
-)
-
-from llm_srec.evaluation.oracle import attach_oracle  # noqa: E402
-from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
-from llm_srec.training import LLMSRecTrainer, LLMSRecTrainingArguments  # noqa: E402
-from llm_srec.training.recipes import RECIPES  # noqa: E402
-
-SAMPLED = "sampled(1+99, seed=0)"
-FULL = "full-catalog"
-# name -> (base recipe, oracle features, config overrides, training overrides): one lever per row.
-VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
-    "paper": ("paper", "teacher", {}, {}),
-    "paper/retrieval-only": ("paper", "teacher", {"distillation_loss_weight": 0.0, "uniformity_loss_weight": 0.0}, {}),
-    "paper/in-batch": ("paper", "teacher", {"in_batch_negatives": True}, {}),
-    "paper/cosine-t0.1": ("paper", "teacher", {"similarity": "cosine", "retrieval_temperature": 0.1}, {}),
-    "paper/score-distill": ("paper", "teacher", {"score_distillation_loss_weight": 1.0}, {}),
-    "paper/item-distill-fixed": ("paper", "teacher", {"item_distillation_loss_weight": 1.0, "teacher_projection": "fixed"},
-                                 {}),
-    "paper/all-positions": ("paper", "teacher", {}, {"train_mode": "all"}),
-    "transfer": ("transfer", "teacher", {}, {}),
-    "transfer/no-score-distill": ("transfer", "teacher", {"score_distillation_loss_weight": 0.0}, {}),
-    "transfer/no-in-batch": ("transfer", "teacher", {"in_batch_negatives": False}, {}),
-    "transfer/dot": ("transfer", "teacher", {"similarity": "dot", "retrieval_temperature": 1.0}, {}),
-    "transfer/all-positions": ("transfer", "teacher", {}, {"train_mode": "all"}),
-    "transfer/bag": ("transfer", "bag", {}, {}),
-    "paper/bag": ("paper", "bag", {}, {}),
-}
-QUICK_VARIANTS = ["paper", "transfer", "transfer/bag"]
-
-
-def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed: int) -> LLMSRecTrainingArguments:
-    settings = {
-        **RECIPES[recipe].training,
-        "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs, "eval_every_epoch_fraction": 0.5,
-        "early_stopping_patience": args.patience, "max_eval_users": args.val_users, "per_device_eval_batch_size": 256,
-        "save_total_limit": 1, "report_to": [], "disable_tqdm": True, "seed": seed, "dataloader_num_workers": 0,
-        "use_cpu": not torch.cuda.is_available(), "eval_protocols": ["sampled"],
-        **overrides,
-    }
-    return LLMSRecTrainingArguments(**settings)
-
-
-def mean_std(runs: list[dict[str, Any]], protocol: str, metric: str) -> dict[str, float]:
-    values = [run["test"][protocol][metric] for run in runs]
-    return {"mean": round(statistics.fmean(values), 4),
-            "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0, "n": len(values)}
-
-
-def summarise(result: dict[str, Any]) -> dict[str, Any]:
-    """Per variant: mean ± std over seeds of NDCG@10/HR@10 under both protocols, and the ratio to the teacher."""
-    teacher = result["teacher"]["test"]
-    table = {}
-    for name in result["runs_by_variant"]:
-        runs = list(result["runs_by_variant"][name].values())
-        row = {}
-        for protocol in (SAMPLED, FULL):
-            for metric in ("NDCG@10", "HR@10"):
-                stats = mean_std(runs, protocol, metric)
-                stats["vs_teacher"] = round(stats["mean"] / teacher[protocol][metric], 3)
-                row[f"{protocol}/{metric}"] = stats
-        table[name] = row
-    result["summary"] = table
-    return table
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="scientific", choices=("scientific", "ml-100k"))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=float, default=10.0)
-    parser.add_argument("--patience", type=int, default=4, help="validations (every half epoch) without improvement")
-    parser.add_argument("--val-users", type=int, default=1000)
-    parser.add_argument("--eval-users", type=int, default=1000, help="seeded test-user subset (same for all models)")
-    parser.add_argument("--teacher-epochs", type=int, default=100)
-    parser.add_argument("--quick", action="store_true", help="3 variants, 1 seed, 2 epochs: <= 10 min on 2 CPU cores")
-    parser.add_argument("--fresh", action="store_true")
-    parser.add_argument("--out", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    set_threads(args.threads)
-    if args.quick:
-        args.variants, args.seeds, args.epochs, args.teacher_epochs = QUICK_VARIANTS, [0], 2.0, 30
-    out_path = args.out or RESULTS_DIR / f"oracle_{args.dataset}{'_quick' if args.quick else ''}.json"
-    result: dict[str, Any] = json.loads(out_path.read_text()) if out_path.is_file() and not args.fresh else {}
-    result.update({
-        "benchmark": "oracle capacity check: LLM-SRec heads/losses/Trainer/evaluator on the teacher's own vectors",
-        "command": "python " + " ".join(sys.argv),
-        "machine": machine_info(),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-    })
-    result.setdefault("runs_by_variant", {})
-    started = time.perf_counter()
-    data = load_dataset(args.dataset)
-    result["data"] = data.statistics()
-    evaluator = RankingEvaluator(data.splits["test"], data.num_items, ("sampled", "full"), num_negatives=99,
-                                 seed=0, max_users=args.eval_users, batch_size=256)
-    teacher, teacher_info = fixed_teacher(args.dataset, data, epochs=args.teacher_epochs)
-    result["teacher"] = {**teacher_info, "test": evaluator.evaluate(teacher, show_progress=False),
-                         "hidden_size": teacher.config.hidden_size,
-                         "max_position_embeddings": teacher.config.max_position_embeddings}
-    result["evaluation"] = {"split": "test", "users": evaluator.num_users, "protocols": [SAMPLED, FULL],
-                            "selection": f"best validation {SAMPLED.replace('seed=0', 'seed=0')}/HR@10 "
-                                         f"({args.val_users} seeded validation users), every half epoch"}
-    write_json(out_path, result)
-    backbone = backbone_path("tiny-llama-ctrl", data)  # hidden 64 = the teacher's: the heads read teacher vectors
-    for name in args.variants:
-        recipe, features, config_overrides, training_overrides = VARIANTS[name]
-        runs = result["runs_by_variant"].setdefault(name, {})
-        for seed in args.seeds:
-            if str(seed) in runs:
-                continue
-            start = time.perf_counter()
-            config_kwargs = {**backbone_config_kwargs(backbone), **RECIPES[recipe].config_kwargs(config_overrides)}
-            model = build_model(data, backbone, sasrec=copy.deepcopy(teacher), seed=seed, **config_kwargs)
-            attach_oracle(model, features)
-            folder = WORK_DIR / f"oracle_{args.dataset}" / name.replace("/", "_") / f"seed{seed}"
-            trainer = LLMSRecTrainer(model, train_args(folder, recipe, training_overrides, args, seed),
-                                     train_dataset=data.splits["train"], eval_dataset=data.splits["validation"])
-            trainer.train()
-            model = trainer.model.eval()
-            best = trainer.state.best_metric
-            steps = trainer.state.global_step
-            del trainer
-            runs[str(seed)] = {
-                "features": features, "recipe": recipe, "config_overrides": config_overrides,
-                "training_overrides": training_overrides, "steps": steps, "best_validation_HR@10": best,
-                "seconds": round(time.perf_counter() - start, 1),
-                "test": evaluator.evaluate(model, show_progress=False),
-            }
-            summarise(result)
-            write_json(out_path, result)
-            print(json.dumps({"variant": name, "seed": seed, **runs[str(seed)]["test"][SAMPLED]}), flush=True)
-    table = summarise(result)
-    result["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-    write_json(out_path, result)
-    teacher_variants = [name for name in table if VARIANTS.get(name, ("", "teacher"))[1] == "teacher"]
-    best = max(teacher_variants, key=lambda name: table[name][f"{SAMPLED}/NDCG@10"]["mean"])
-    mean_metrics = {
-        protocol: {metric: mean_std(list(result["runs_by_variant"][best].values()), protocol, metric)["mean"]
-                   for metric in result["teacher"]["test"][protocol]}
-        for protocol in (SAMPLED, FULL)
-    }
-    print(json.dumps({"variant": best, "llm_srec": mean_metrics, "teacher": result["teacher"]["test"],
-                      "paper": {protocol: {metric: mean_std(list(result["runs_by_variant"]["paper"].values()),
-                                                            protocol, metric)["mean"]
-                                           for metric in result["teacher"]["test"][protocol]}
-                                for protocol in (SAMPLED, FULL)} if "paper" in table else None}))
-
+from recipes import main  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    main(default_backbone="oracle", description=__doc__.splitlines()[0])

@@ -161,6 +161,27 @@ def sasrec_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def recipe_table(result: dict[str, Any]) -> list[str]:
+    """One row per variant of a `bench/recipes.py` / `bench/oracle.py` file: mean ± std over seeds, and x teacher."""
+    teacher = result["teacher"]["test"]
+    lines = [f"Command: `{result['command']}`; test users: {result['evaluation']['users']}; selection: "
+             f"{result['evaluation']['selection']}.", "",
+             f"| model | seeds | {SAMPLED} NDCG@10 | HR@10 | {FULL} NDCG@10 | HR@10 | shuffled-training change |",
+             "|---|---|---|---|---|---|---|",
+             f"| SASRec teacher | — | {teacher[SAMPLED]['NDCG@10']:.4f} | {teacher[SAMPLED]['HR@10']:.4f} | "
+             f"{teacher[FULL]['NDCG@10']:.4f} | {teacher[FULL]['HR@10']:.4f} | — |"]
+
+    def cell(stats: dict[str, float]) -> str:
+        return f"{stats['mean']:.4f} ± {stats['std']:.4f} ({stats['vs_teacher']:.2f}x)"
+
+    for name, row in result.get("summary", {}).items():
+        seeds = row[f"{SAMPLED}/NDCG@10"]["n"]
+        change = row.get("shuffled_training_change")
+        lines.append(f"| {name} | {seeds} | {cell(row[f'{SAMPLED}/NDCG@10'])} | {cell(row[f'{SAMPLED}/HR@10'])} | "
+                     f"{cell(row[f'{FULL}/NDCG@10'])} | {cell(row[f'{FULL}/HR@10'])} | {pct(change)} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -172,6 +193,11 @@ def main() -> None:
     for path in sorted(p for p in args.results.glob("accuracy_*.json") if not p.stem.endswith("_quick")):
         acc = load(args.results, path.name)
         out += [f"### Accuracy: {acc['data']['dataset']} (`{path.name}`)", ""] + accuracy_tables(acc) + [""]
+    for path in sorted(args.results.glob("*.json")):
+        result = load(args.results, path.name)
+        if isinstance(result, dict) and "runs_by_variant" in result and not path.stem.endswith("_quick"):
+            out += [f"### Recipes: {result['benchmark']}, {result['data']['dataset']} (`{path.name}`)", ""]
+            out += recipe_table(result) + [""]
     for path in sorted(args.results.glob("sasrec_ml1m*.json")):
         out += [f"### SASRec on ML-1M (`{path.name}`)", ""] + sasrec_table(load(args.results, path.name)) + [""]
     print("\n".join(out))

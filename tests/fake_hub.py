@@ -1,12 +1,13 @@
 """A fake Hugging Face Hub on 127.0.0.1 for publishing tests, and a model-folder builder.
 
-`FakeHub` answers the HTTP calls that `huggingface_hub` makes for `create_repo`, `create_branch` and
-`upload_folder`: repo creation, README metadata validation, preupload, pull-request creation (the xet upload
+`FakeHub` answers the HTTP calls that `huggingface_hub` makes for `create_repo`, `create_branch`, `create_commit`
+and `upload_folder`: repo creation, README metadata validation, preupload, pull-request creation (the xet upload
 pipeline opens PRs explicitly), the LFS batch API with the basic transfer (PUT + verify), the NDJSON commit, and
 the agent-harness registry that `huggingface_hub` fetches once a day for its user-agent header (served empty).
 It keeps every repo's files per revision and records every request, commit and LFS object, so tests can assert
-exactly what was received. Files matching `lfs_patterns` are answered upload mode "lfs"; the xet protocol is not
-emulated, so use LFS patterns only with xet disabled (`huggingface_hub.constants.HF_HUB_DISABLE_XET`).
+exactly what was received. With `token` set, Hub API calls without that bearer token are answered 401, as the
+Hub answers a missing or revoked token. Files matching `lfs_patterns` are answered upload mode "lfs"; the xet
+protocol is not emulated, so use LFS patterns only with xet disabled (`huggingface_hub.constants.HF_HUB_DISABLE_XET`).
 """
 
 from __future__ import annotations
@@ -93,8 +94,9 @@ def validate_metadata(readme: str) -> list[str]:
 class FakeHub:
     """Threaded HTTP server on an ephemeral localhost port; `close()` stops it (use as a context manager)."""
 
-    def __init__(self, lfs_patterns: tuple[str, ...] = ()) -> None:
+    def __init__(self, lfs_patterns: tuple[str, ...] = (), token: str | None = None) -> None:
         self.lfs_patterns = lfs_patterns
+        self.token = token
         self.repos: dict[str, Repo] = {}
         self.requests: list[Request] = []
         self.commits: list[Commit] = []
@@ -120,8 +122,13 @@ class FakeHub:
 
     # ---------------------------------------------------------------- API, called under the lock
 
-    def handle(self, method: str, raw_path: str, query: dict[str, str], body: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, raw_path: str, query: dict[str, str], body: bytes, authorization: str | None = None
+    ) -> tuple[int, Any]:
         """Route one request; returns (status, JSON-able body or bytes)."""
+        if (self.token is not None and raw_path.startswith(("/api/repos/", "/api/models/"))
+                and authorization != f"Bearer {self.token}"):
+            return 401, {"error": "Invalid credentials in Authorization header"}
         if method == "POST" and raw_path == "/api/repos/create":
             return self._create_repo(json.loads(body))
         if method == "GET" and raw_path == "/api/agent-harnesses":
@@ -263,8 +270,9 @@ def _handler_for(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
             query = {key: values[-1] for key, values in parse_qs(url.query).items()}
             body = self._read_body()
             with hub._lock:
-                hub.requests.append(Request(self.command, url.path, query, self.headers.get("authorization")))
-                status, payload = hub.handle(self.command, url.path, query, body)
+                authorization = self.headers.get("authorization")
+                hub.requests.append(Request(self.command, url.path, query, authorization))
+                status, payload = hub.handle(self.command, url.path, query, body, authorization)
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")

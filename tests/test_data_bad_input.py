@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from llm_srec.data import (
+    RecommendationData,
     build_recommendation_data,
     load_amazon2023,
     load_movielens,
@@ -145,3 +146,79 @@ def test_nothing_disappears_silently_interaction_accounting():
     data = build_recommendation_data(raw, filter_mode="kcore", min_user_interactions=4, min_item_interactions=1)
     kept = data.statistics()["num_interactions"]
     assert kept + data.drop_report.total_dropped("interactions") == len(raw.frame)
+
+
+def test_a_dataset_without_split_rows_is_refused_naming_what_survived():
+    with pytest.raises(ValueError, match=r"interactions_one_per_user: no split rows: 3 users and 2 items are left.*"
+                                         r"nothing was dropped"):
+        build_recommendation_data(tabular("interactions_one_per_user.csv"))
+    with pytest.raises(ValueError, match=r"every user was removed: dropped by kcore / user_below_min_interactions"):
+        build_recommendation_data(tabular("interactions_kcore.csv"), filter_mode="kcore", min_user_interactions=9)
+
+
+def test_empty_splits_round_trip_and_broken_folders_are_named(tmp_path):
+    data = build_recommendation_data(tabular("interactions_positions.csv"))  # no user is long enough for a train row
+    assert len(data.splits["train"]) == 0
+    data.save_to_disk(tmp_path / "data")
+    assert len(RecommendationData.load_from_disk(tmp_path / "data").splits["train"]) == 0
+    with pytest.raises(FileNotFoundError, match=r"no such folder"):
+        RecommendationData.load_from_disk(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty: not a prepared dataset \(an empty folder\)"):
+        RecommendationData.load_from_disk(tmp_path / "empty")
+    (tmp_path / "data" / "splits" / "train" / "state.json").write_text("{", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"splits/train/state\.json is not valid JSON \(line 1 column 2\)"):
+        RecommendationData.load_from_disk(tmp_path / "data")
+
+
+def test_pre_split_recbole_needs_only_the_test_windows(tmp_path):
+    raw = load_recbole(FIXTURES / "recbole_valid_test_only")
+    assert raw.report.count("presplit_file_absent", "files") == 1
+    data = build_recommendation_data(raw)
+    assert [data.catalog.to_external(s.tolist()) for s in data.sequences("test")] == [
+        ["1", "2", "3", "4", "5"], ["2", "5", "1", "3"]]
+    (tmp_path / "Games-6k.test.inter").write_bytes((FIXTURES / "recbole_valid_test_only" / "Games-6k.test.inter")
+                                                   .read_bytes())
+    assert load_recbole(tmp_path).frame["item"].tolist() == ["1", "2", "3", "4", "5", "2", "5", "1", "3"]
+    with pytest.raises(FileNotFoundError, match=r"neither Toy\.inter nor Toy\.test\.inter found \(only "
+                                                r"Toy\.train\.inter, Toy\.valid\.inter"):
+        load_recbole(FIXTURES / "recbole_train_valid_only")
+
+
+def test_recbole_title_file_of_another_name_is_used_or_named(tmp_path):
+    raw = load_recbole(FIXTURES / "recbole_valid_test_only")  # titles in Games.item, interactions in Games-6k.*
+    assert raw.report.count("title_file_of_another_name", "files") == 1
+    assert build_recommendation_data(raw).catalog.titles == ["Mario", "Zelda", "Tetris", "Pong", "Doom"]
+    for path in (FIXTURES / "recbole_valid_test_only").iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    (tmp_path / "Other.text").write_text("item_id:token\ttext:token_seq\n1\tX\n", encoding="utf-8")
+    with pytest.raises(FileNotFoundError, match=r"no Games-6k\.item or Games-6k\.text, and several title files of "
+                                                r"other names \['Games\.item', 'Other\.text'\]"):
+        load_recbole(tmp_path)
+    assert load_recbole(tmp_path, titles_path=tmp_path / "Games.item").titles["5"] == "Doom"
+
+
+def test_titles_matching_no_item_are_an_error_not_placeholders():
+    with pytest.raises(ValueError, match=r"interactions_unknown_items: none of the 4 items has an entry in the titles "
+                                         r"\(3 entries, ids like \['1', '2', '3'\]"):
+        build_recommendation_data(tabular("interactions_unknown_items.csv",
+                                          titles_path=FIXTURES / "titles_other_ids.csv"))
+
+
+def test_positions_in_the_time_column_only_order_the_interactions():
+    raw = tabular("interactions_positions.csv")
+    assert raw.time_is_order and not raw.has_timestamps
+    assert raw.report.count("time_column_is_order") == 5
+    data = build_recommendation_data(raw)
+    assert not data.has_timestamps
+    assert data.catalog.to_external(data.sequences("test")[0].tolist()) == ["i1", "i2", "i3"]  # ordered by position
+    assert data.splits["test"]["history_timestamps"] == [[], []]  # no 1970 dates in any prompt
+
+
+def test_times_after_the_year_5000_name_the_unit():
+    with pytest.raises(ValueError, match=r"interactions_huge_time\.csv: line 3, column 'time': after the year 5000: "
+                                         r"not a unix time in seconds; pass time_unit \(--time-unit\) ms/us/ns: "
+                                         r"'1e20'"):
+        tabular("interactions_huge_time.csv")
+    raw = tabular("interactions_huge_time.csv", on_bad_rows="skip")
+    assert raw.frame["item"].tolist() == ["i1", "i3"] and raw.has_timestamps

@@ -44,9 +44,12 @@ def test_unsorted_duplicates_ties_and_titles_hand_computed():
     # u1 sorted by time, the exact duplicate (u1, i2, 200) dropped; u2's tie at 500 keeps file order (i4, i3)
     assert data.catalog.external_ids == ["i1", "i2", "i3", "i4"]
     assert data.catalog.titles == ["Alpha & Omega", "Beta, the second", "Gamma Ray", "No Title"]
-    assert rows_of(data, "test") == [("u1", [1, 2], 3, [100, 200], 300), ("u2", [1, 4, 3], 2, [400, 500, 500], 600)]
-    assert rows_of(data, "validation") == [("u1", [1], 2, [100], 200), ("u2", [1, 4], 3, [400, 500], 500)]
-    assert rows_of(data, "train") == [("u2", [1], 4, [400], 500)]
+    t = 1_600_000_000  # the fixture's times are t + 100 ... t + 600 (unix seconds in 2020)
+    assert rows_of(data, "test") == [("u1", [1, 2], 3, [t + 100, t + 200], t + 300),
+                                     ("u2", [1, 4, 3], 2, [t + 400, t + 500, t + 500], t + 600)]
+    assert rows_of(data, "validation") == [("u1", [1], 2, [t + 100], t + 200),
+                                           ("u2", [1, 4], 3, [t + 400, t + 500], t + 500)]
+    assert rows_of(data, "train") == [("u2", [1], 4, [t + 400], t + 500)]
     assert data.splits["train"]["user_index"] == [1]
     report = data.drop_report
     assert report.count("reordered_by_timestamp") == 4

@@ -23,55 +23,17 @@ from llm_srec.data import (
     paper_settings,
 )
 from llm_srec.data import amazon2023
+from llm_srec.data.amazon2023_sample import amazon2023_sample_rows, write_amazon2023_sample
 
 CATEGORY = "Industrial_and_Scientific"
 
 
 def amazon_rows(num_users: int = 30, num_items: int = 12, seed: int = 0) -> dict[str, list[tuple]]:
-    """Benchmark-style last_out rows: per user, the last interaction -> test, second to last -> valid."""
-    rng = random.Random(seed)
-    splits: dict[str, list[tuple]] = {"train": [], "valid": [], "test": []}
-    for user in range(num_users):
-        length = rng.randint(4, 9)
-        start = 1_600_000_000_000 + user * 1_000_000
-        events = [(f"AUSER{user:03d}", f"B0ITEM{rng.randrange(num_items):04d}", 5.0, start + 86_400_000 * k)
-                  for k in range(length)]
-        splits["train"] += events[:-2]
-        splits["valid"].append(events[-2])
-        splits["test"].append(events[-1])
-    return splits
-
-
-def meta_record(asin: str, title: str | None) -> dict:
-    """A metadata line with the real file's fields (only parent_asin and title are read)."""
-    return {
-        "main_category": "Industrial & Scientific", "title": title, "average_rating": 4.5, "rating_number": 12,
-        "features": ["Durable", "Light"], "description": ["A useful thing."], "price": "12.99",
-        "images": [{"thumb": "https://x/1.jpg", "large": "https://x/1L.jpg", "variant": "MAIN", "hi_res": None}],
-        "videos": [], "store": "ACME", "categories": ["Industrial & Scientific", "Tools"],
-        "details": {"Brand": "ACME", "Item Weight": "1 pound"}, "parent_asin": asin, "bought_together": None,
-    }
+    return amazon2023_sample_rows(num_users, num_items, seed)
 
 
 def write_amazon(folder: Path, rows: dict[str, list[tuple]], flat: bool = False, gz: bool = False) -> None:
-    items = sorted({row[1] for split in rows.values() for row in split})
-    titles = {asin: f"ACME Widget &amp; Gadget  {asin[-4:]}" for asin in items}
-    titles[items[0]] = None  # an item whose metadata has no title
-    titles["B0UNUSED0001"] = "Never bought"
-    for relative, text in [
-        *((f"benchmark/5core/last_out/{CATEGORY}.{split}.csv",
-           "user_id,parent_asin,rating,timestamp\n" + "".join(f"{u},{i},{r},{t}\n" for u, i, r, t in split_rows))
-          for split, split_rows in rows.items()),
-        (f"raw/meta_categories/meta_{CATEGORY}.jsonl",
-         "".join(json.dumps(meta_record(asin, titles[asin])) + "\n" for asin in items + ["B0UNUSED0001"])),
-    ]:
-        path = folder / (relative.rsplit("/", 1)[-1] if flat else relative)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if gz:
-            with gzip.open(str(path) + ".gz", "wt", encoding="utf-8") as handle:
-                handle.write(text)
-        else:
-            path.write_text(text, encoding="utf-8")
+    write_amazon2023_sample(folder, rows, CATEGORY, flat=flat, gz=gz)
 
 
 def reference_paper_filter(rows: dict[str, list[tuple]], k: int = 5) -> tuple[set[str], int]:
@@ -115,7 +77,7 @@ def test_amazon2023_from_hub_calls_hf_hub_download_with_repository_paths(tmp_pat
     titles = dict(zip(data.catalog.external_ids, data.catalog.titles))
     first_item = sorted({r[1] for v in rows.values() for r in v})[0]
     other = next(i for i in titles if i != first_item)
-    assert titles[other] == f"ACME Widget & Gadget {other[-4:]}"
+    assert titles[other] == f"ACME Widget & Gadget {other[-4:]} (synthetic)"
     if first_item in titles:
         assert titles[first_item] == "No Title"
     assert data.drop_report.count("metadata_without_interactions") >= 1  # B0UNUSED0001

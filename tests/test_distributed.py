@@ -77,7 +77,7 @@ def test_two_process_training_and_evaluation_equal_single_process_evaluation(tmp
          "--negatives", str(NEGATIVES), "--batch-size", "4", "--output", str(tmp_path / "two.json"), "--no-progress"],
     )
     assert launched.stdout.count("LLM-SRec model saved") == 1  # only the main process reports and writes
-    assert "'eval_sampled(1+10, seed=0)/num_users': '45'" in launched.stdout
+    assert "sampled(1+10, seed=0) NDCG@10" in launched.stdout and "(45 users, " in launched.stdout
     state = json.loads((tmp_path / "model" / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
     assert state["train_batch_size"] == 4 and state["global_step"] == 3
     assert {path.name for path in (tmp_path / "model" / "checkpoints" / "checkpoint-3").glob("rng_state_*.json")} == {

@@ -201,3 +201,22 @@ def test_card_cli_can_write_elsewhere_without_touching_the_folder(tmp_path: Path
 def test_card_cli_reports_a_folder_without_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["card", "--model", str(tmp_path)]) == 2
     assert "not a saved LLM-SRec or SASRec model folder" in capsys.readouterr().err
+
+
+# Every public name of the single-module `llm_srec.hub` that the package split kept (PUSH_IGNORE_PATTERNS gave way
+# to the push allow-list, MODEL_FILES): importers of `llm_srec.hub` must not notice the split.
+HUB_NAMES = [
+    "BASE_TAGS", "CARD_FILE", "CARD_KINDS", "CONFIG_FILE", "COUNT_KEYS", "DATA_STATISTICS_FILE",
+    "DEFAULT_EXAMPLE_HISTORY", "DEFAULT_LICENSE", "EVAL_SPLIT", "ITEM_CATALOG_FILE", "LIBRARY_NAME", "METRICS_FILE",
+    "PROBE_FILE", "PROTOCOL_PATTERN", "README_FILE", "TASK_NAME", "TASK_TYPE", "TEMPLATES", "TRAINING_ARGS_FILE",
+    "WEIGHTS_PATTERN", "CardContext", "CardKind", "card_data", "count_parameters", "eval_results",
+    "extract_sasrec_teacher", "metrics_from_card", "push_model_folder", "push_model_to_hub", "push_sasrec_teacher",
+    "render_model_card", "validate_metrics", "write_model_card",
+]
+
+
+def test_hub_package_exports_every_name_of_the_former_module() -> None:
+    import llm_srec.hub as hub
+
+    assert set(HUB_NAMES) <= set(hub.__all__)
+    assert [name for name in hub.__all__ if not hasattr(hub, name)] == []

@@ -230,7 +230,7 @@ def test_loss_weights_and_the_contrastive_variant(make_tiny_model, ordered_task,
     expected = F.cross_entropy(users @ teachers.t() / 0.07, torch.arange(5))
     torch.testing.assert_close(output.distillation_loss, expected)
 
-    with pytest.raises(ValueError, match="At least one of the retrieval, distillation and uniformity"):
+    with pytest.raises(ValueError, match="At least one loss weight must be > 0"):
         LLMSRecConfig(retrieval_loss_weight=0, distillation_loss_weight=0, uniformity_loss_weight=0)
     with pytest.raises(ValueError, match="distillation_loss must be one of"):
         LLMSRecConfig(distillation_loss="kl")
@@ -456,7 +456,7 @@ def test_bad_batches_raise_clear_errors(tiny_model, task_batch):
     with pytest.raises(ValueError, match="encode_items needs item_ids"):
         model.encode_items(ids, mask)
     small = subset_batch(task_batch, 2)
-    with pytest.raises(ValueError, match="needs candidate_input_ids"):
+    with pytest.raises(ValueError, match="need candidate_input_ids"):
         model(**{key: small[key] for key in ("input_ids", "attention_mask", "history_item_ids", "labels")})
     with pytest.raises(ValueError, match="need sasrec_input_ids"):
         model(**{key: value for key, value in small.items() if key != "sasrec_input_ids"})

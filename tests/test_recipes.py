@@ -255,3 +255,33 @@ def test_oracle_refuses_a_backbone_of_another_width(tiny_model):
         from llm_srec.evaluation.oracle import TeacherOracle
 
         TeacherOracle(tiny_model.sasrec, "average")
+
+
+def test_cli_train_takes_a_recipe_and_prints_one_readable_line_per_log(tmp_path, capsys):
+    import json
+
+    from llm_srec.cli import main
+
+    data = tmp_path / "data"
+    build_recommendation_data(generate_synthetic(
+        SyntheticConfig(num_users=30, num_items=30, min_length=5, max_length=8, cycle_length=10, noise=0.1)
+    )).save_to_disk(data)
+    titles = json.loads((data / "catalog" / "item_catalog.json").read_text())["titles"]
+    build_tiny_backbone("llama", titles, tmp_path / "backbone", seed=0)
+    assert main(["pretrain-sasrec", "--data", str(data), "--output-dir", str(tmp_path / "sasrec"), "--epochs", "1",
+                 "--hidden-size", "16", "--num-layers", "1", "--maxlen", "12", "--eval-negatives", "10",
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--data", str(data), "--sasrec", str(tmp_path / "sasrec"), "--backbone",
+                 str(tmp_path / "backbone"), "--output-dir", str(tmp_path / "model"), "--recipe", "transfer",
+                 "--max-steps", "2", "--batch-size", "8", "--eval-fraction", "0.5", "--eval-negatives", "10",
+                 "--logging-steps", "1", "--no-progress", "--history-length", "5", "--embedding-size", "16",
+                 "--head-hidden-size", "32", "--cf-hidden-size", "16"]) == 0
+    out = capsys.readouterr().out
+    config = json.loads((tmp_path / "model" / "config.json").read_text())
+    assert config["recipe"] == "transfer" and config["in_batch_negatives"] and config["similarity"] == "cosine"
+    card = (tmp_path / "model" / "README.md").read_text()
+    assert "- **Training recipe:** `transfer`, which departs from the paper's losses" in card
+    assert "{'loss'" not in out and "{'eval_" not in out  # no raw Trainer log dicts
+    assert "step 1/2 (epoch" in out and "= retrieval" in out and "score-distill" in out
+    assert "eval step 2/2" in out and "sampled(1+10, seed=0) NDCG@10" in out and "full-catalog NDCG@10" in out

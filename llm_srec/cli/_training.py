@@ -74,11 +74,15 @@ def add_protocol_options(group: argparse._ArgumentGroup | argparse.ArgumentParse
     group.add_argument(f"--{prefix}seed", type=int, help="seed of the sampled negatives (default 0)")
 
 
-def training_arguments(args: argparse.Namespace, cls: type, output_dir: Path, **extra: Any) -> Any:
-    """``cls(output_dir=OUTPUT_DIR/checkpoints, ...)`` from the parsed flags (unset flags keep the defaults)."""
+def training_arguments(
+    args: argparse.Namespace, cls: type, output_dir: Path, defaults: dict[str, Any] | None = None, **extra: Any
+) -> Any:
+    """``cls(output_dir=OUTPUT_DIR/checkpoints, ...)`` from the parsed flags; unset flags keep ``defaults`` (e.g. a
+    recipe's), then the class's defaults."""
     use_cpu_processes_without_accelerator()
-    options: dict[str, Any] = {name: getattr(args, flag) for flag, name in _TRAINING_FLAGS.items()
-                               if getattr(args, flag, None) is not None}
+    options: dict[str, Any] = dict(defaults or {})
+    options.update({name: getattr(args, flag) for flag, name in _TRAINING_FLAGS.items()
+                    if getattr(args, flag, None) is not None})
     if options.get("early_stopping_patience") == 0:
         options["early_stopping_patience"] = None
     if args.max_eval_users is not None:
@@ -99,8 +103,15 @@ def training_arguments(args: argparse.Namespace, cls: type, output_dir: Path, **
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool = False) -> None:
     """Refuse to train into a folder that already holds a model unless resuming or overwriting."""
     if resume:
-        if not (output_dir / "checkpoints").is_dir():
-            raise CLIError(f"--resume: {output_dir / 'checkpoints'} does not exist; nothing to resume")
+        checkpoints = output_dir / "checkpoints"
+        if not checkpoints.is_dir():
+            raise CLIError(f"--resume: {checkpoints} does not exist; nothing to resume")
+        from llm_srec.training.checkpointing import survey_checkpoints
+
+        complete, incomplete = survey_checkpoints(checkpoints)
+        if not complete:
+            skipped = "".join(f"; {Path(path).name} is incomplete ({problem})" for path, problem in incomplete)
+            raise CLIError(f"--resume: no complete checkpoint in {checkpoints}; nothing to resume{skipped}")
         return
     if (output_dir / "config.json").exists() and not overwrite:
         raise CLIError(f"{output_dir} already holds a model; pass --overwrite, --resume or another --output-dir")

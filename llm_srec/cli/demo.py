@@ -64,6 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--quick", action="store_true", help="fewer users and epochs (CI smoke run)")
     parser.add_argument("--backbone", help="Hub id or folder of a real LLM instead of the random tiny one")
     parser.add_argument("--seed", type=int, default=0, help="seed of the data, models and negatives (default 0)")
+    from llm_srec.training.recipes import DEFAULT_RECIPE, RECIPES
+
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                        help=f"LLM-SRec training recipe (default {DEFAULT_RECIPE})")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     parser.set_defaults(func=run)
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> int:
         backbone = str(Path(args.backbone).resolve()) if Path(args.backbone).is_dir() else args.backbone
         _stage(3, f"backbone: {backbone}")
 
-    _stage(4, f"LLM-SRec: {settings.llm_srec_epochs:g} epoch(s), train mode '{settings.train_mode}'")
+    _stage(4, f"LLM-SRec: recipe '{args.recipe}', {settings.llm_srec_epochs:g} epoch(s), train mode "
+              f"'{settings.train_mode}'")
     llm_args = LLMSRecTrainingArguments(
         output_dir=str(output / "model" / CHECKPOINTS_DIR), num_train_epochs=settings.llm_srec_epochs,
         learning_rate=settings.learning_rate, per_device_train_batch_size=settings.batch_size,
@@ -126,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     train_llm_srec(
         data, sasrec, backbone, output / "model", llm_args,
         config_kwargs={**DEMO_HEADS, "history_length": settings.history_length},
-        model_card_kwargs={"backbone_random_init": random_init},
+        model_card_kwargs={"backbone_random_init": random_init}, recipe=args.recipe,
     )
 
     _stage(5, "test ranking under both protocols")
@@ -150,6 +155,7 @@ def run(args: argparse.Namespace) -> int:
             "not what LLM-SRec achieves with a pre-trained LLM." if random_init else "Backbone from --backbone."
         ),
         "settings": asdict(settings),
+        "recipe": args.recipe,
         "data_statistics": data.statistics(),
         "seconds": round(time.time() - started, 1),
         "results": results,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from llm_srec.cli import CLIError
 from llm_srec.cli._training import add_protocol_options, use_cpu_processes_without_accelerator
+from llm_srec.cli.recommend import add_model_loading_options, load_saved_model
 
 PROTOCOL_CHOICES = {"sampled": ("sampled",), "full": ("full",), "both": ("sampled", "full")}
 
@@ -30,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     add_protocol_options(parser)
     parser.add_argument("--max-users", type=int, help="rank a seeded random subset of at most this many users")
     parser.add_argument("--batch-size", type=int, default=64, help="users/items per forward pass (default 64)")
-    parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), help="backbone dtype (LLM-SRec)")
+    add_model_loading_options(parser)
     parser.add_argument("--update-card", action="store_true",
                         help="store the test metrics in the model folder (metrics.json) and re-render its card")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -39,21 +40,20 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
     from accelerate import PartialState
     from accelerate.utils import parse_flag_from_env
 
     from llm_srec.evaluation import format_metrics_table
     from llm_srec.hub import write_model_card
     from llm_srec.modeling import LLMSRecForRecommendation
-    from llm_srec.training.pipeline import evaluate_model, load_data, load_model
+    from llm_srec.training.pipeline import evaluate_model, load_data
 
     if args.update_card and args.split != "test":
         raise CLIError("--update-card stores test metrics (metrics.json is the test split); use --split test")
     use_cpu_processes_without_accelerator()
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     data = load_data(args.data)
-    model = load_model(args.model, **({"dtype": getattr(torch, args.dtype)} if args.dtype else {}))
+    model = load_saved_model(args.model, args.backbone, args.dtype)
     if isinstance(model, LLMSRecForRecommendation):
         catalog = model.processor.item_catalog if model.processor is not None else None
         if catalog != data.catalog:

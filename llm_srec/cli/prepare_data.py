@@ -47,7 +47,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     reading.add_argument("--encoding-errors", choices=("strict", "replace"), default="strict")
     reading.add_argument("--unknown-items", choices=("keep", "drop", "error"), default="keep",
                          help="interactions whose item has no metadata: placeholder title, drop, or stop")
-    reading.add_argument("--titles-path", help="separate title file (movielens, sasrec, tabular)")
+    reading.add_argument("--titles-path", help="separate title file (movielens, sasrec, tabular; recbole: the "
+                                               ".item/.text file when its name is not the dataset's)")
 
     amazon = parser.add_argument_group("amazon2023")
     amazon.add_argument("--category", help="e.g. Industrial_and_Scientific, Movies_and_TV, Electronics, CDs_and_Vinyl")
@@ -112,8 +113,8 @@ def load_raw(args: argparse.Namespace) -> Any:
     _need(args, "path")
     if args.source == "recbole":
         return readers.load_recbole(args.path, dataset=args.dataset, title_field=args.title_field,
-                                    title_end_markers=args.title_end_marker, unknown_items=args.unknown_items,
-                                    **reading)
+                                    title_end_markers=args.title_end_marker, titles_path=args.titles_path,
+                                    unknown_items=args.unknown_items, **reading)
     if args.source == "movielens":
         return readers.load_movielens(args.path, titles_path=args.titles_path, unknown_items=args.unknown_items,
                                       **reading)
@@ -166,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
     output = Path(args.output_dir)
     if output.exists() and any(output.iterdir()) and not args.overwrite:
         raise CLIError(f"{output} is not empty; pass --overwrite or choose another --output-dir")
-    with tqdm(total=3, desc="prepare-data", unit="step") as progress:
+    # no bar when stderr is not a terminal, so a script's stderr holds just the one-line error
+    with tqdm(total=3, desc="prepare-data", unit="step", disable=None) as progress:
         progress.set_postfix_str(f"reading {args.source}")
         raw = load_raw(args)
         progress.update()

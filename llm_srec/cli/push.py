@@ -12,9 +12,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "push",
         help="Push a saved model folder with its model card to the Hugging Face Hub.",
-        description="Create the repo if needed, re-render MODEL/README.md for it and upload the folder in one "
-        "commit (weights, config with auto_map, modeling sources, processor files, card and its inputs). "
-        "Pickled trainer state and nested checkpoint-* folders are not uploaded.",
+        description="Create the repo if needed, re-render MODEL/README.md for it and upload the model files in "
+        "one commit (weights, config with auto_map, modeling sources, processor and tokenizer files, item catalog, "
+        "card and its inputs). Anything else in MODEL (data, trainer state, checkpoints) is left out with a warning "
+        "naming it, files that look like secrets are never uploaded, and absolute local paths in the uploaded "
+        "config.json, training_args.json and card are replaced (MODEL itself is unchanged).",
     )
     parser.add_argument("--model", required=True, type=Path, help="Saved LLM-SRec or SASRec model folder.")
     parser.add_argument("--repo-id", required=True, help="Target repo, OWNER/NAME (or NAME for your namespace).")
@@ -32,13 +34,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--teacher-folder", type=Path, default=None,
                         help="SASRec model folder to push as the teacher (e.g. the pretrain-sasrec output, with "
                         "its own metrics); default: the teacher extracted from MODEL's weights.")
+    parser.add_argument("--include-extra", metavar="PATH", action="append", default=[],
+                        help="Also upload this file or folder of MODEL (relative to MODEL), e.g. a probe report; "
+                        "repeatable. Files that look like secrets are refused.")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
-
-    from llm_srec.hub import push_model_folder, push_sasrec_teacher
+    from llm_srec.hub import PublishError, push_model_folder, push_sasrec_teacher
 
     if args.teacher_folder is not None and args.include_teacher is None:
         raise CLIError("--teacher-folder needs --include-teacher REPO_ID to say where the teacher goes")
@@ -52,8 +55,8 @@ def run(args: argparse.Namespace) -> int:
             teacher_repo_id = teacher.repo_url.repo_id
             print(f"teacher: {teacher.pr_url or teacher.commit_url}")
         commit = push_model_folder(args.model, args.repo_id, commit_message=args.commit_message,
-                                   teacher_repo_id=teacher_repo_id, **target)
-    except HfHubHTTPError as error:
-        raise CLIError(f"the Hub refused the push: {error}") from error
+                                   teacher_repo_id=teacher_repo_id, extra_files=args.include_extra, **target)
+    except PublishError as error:  # offline, not logged in, refused: one line, like every user error
+        raise CLIError(str(error)) from error
     print(commit.pr_url or commit.commit_url)
     return 0

@@ -16,9 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser = subparsers.add_parser(
         "train",
         help="Train LLM-SRec on a frozen backbone LLM distilled from a SASRec teacher.",
-        description="Train the LLM-SRec heads and output vectors (backbone and teacher frozen) with the paper's "
-        "recipe: Adam lr 1e-4, batch 20, at most 10 epochs, validation every 10%% of an epoch on sampled HR@10, "
-        "early stopping (patience 10). The best checkpoint is saved to OUTPUT_DIR with a model card and its test "
+        description="Train the LLM-SRec heads and output vectors (backbone and teacher frozen) with a named recipe "
+        "(--recipe) on the paper's schedule: Adam lr 1e-4, batch 20, at most 10 epochs, validation every 10% of an "
+        "epoch on sampled HR@10, early stopping (patience 10). The best checkpoint is saved to OUTPUT_DIR with a model card and its test "
         "metrics under both protocols. Works under `accelerate launch` (see examples/accelerate/).",
     )
     parser.add_argument("--data", required=True, type=Path, help="folder written by `llm-srec prepare-data`")
@@ -42,7 +42,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     backbone.add_argument("--gradient-checkpointing", action="store_true",
                           help="recompute the backbone's activations in the backward pass (less memory)")
     add_training_options(parser, "LLMSRecTrainingArguments")
+    from llm_srec.training.recipes import DEFAULT_RECIPE, RECIPES
+
     recipe = parser.add_argument_group("LLM-SRec recipe")
+    recipe.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                        help=f"named loss/training recipe (default {DEFAULT_RECIPE}); "
+                        + "; ".join(f"{name}: {item.summary}" for name, item in sorted(RECIPES.items())))
     recipe.add_argument("--train-mode", choices=("last", "all"),
                         help="last: one example per user (paper); all: every position (App. E.3)")
     recipe.add_argument("--num-train-negatives", type=int, help="negatives per training example (3)")
@@ -76,11 +81,14 @@ def backbone_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     from llm_srec.evaluation import format_metrics_table
+    from llm_srec.modeling.modeling_llm_srec import PromptBudgetError
     from llm_srec.training import LLMSRecTrainingArguments
     from llm_srec.training.pipeline import load_data, train_llm_srec
+    from llm_srec.training.recipes import get_recipe
 
     check_output_dir(args.output_dir, args.resume, args.overwrite)
     data = load_data(args.data)
+    recipe = get_recipe(args.recipe)
     extra: dict[str, Any] = {
         "train_mode": args.train_mode,
         "num_train_negatives": args.num_train_negatives,
@@ -91,17 +99,21 @@ def run(args: argparse.Namespace) -> int:
         extra.update(eval_every_epoch_fraction=None, eval_strategy="epoch", save_strategy="epoch")
     elif args.eval_fraction is not None:
         extra["eval_every_epoch_fraction"] = args.eval_fraction
-    training_args = training_arguments(args, LLMSRecTrainingArguments, args.output_dir, **extra)
+    training_args = training_arguments(args, LLMSRecTrainingArguments, args.output_dir, dict(recipe.training), **extra)
     config_kwargs = {
         name: getattr(args, name)
         for name in ("history_length", "embedding_size", "head_hidden_size", "cf_hidden_size", "distillation_loss",
                      "max_prompt_length")
         if getattr(args, name) is not None
     }
-    train_llm_srec(
-        data, args.sasrec, args.backbone, args.output_dir, training_args, config_kwargs=config_kwargs,
-        backbone_kwargs=backbone_options(args), resume_from_checkpoint=args.resume or None,
-    )
+    try:
+        train_llm_srec(
+            data, args.sasrec, args.backbone, args.output_dir, training_args, config_kwargs=config_kwargs,
+            backbone_kwargs=backbone_options(args), resume_from_checkpoint=args.resume or None, recipe=recipe,
+        )
+    except PromptBudgetError as error:  # the library's message names the config, not the flag
+        raise CLIError(f"--max-prompt-length {error.max_prompt_length} exceeds the backbone's max_position_embeddings "
+                       f"({error.limit}); pass --max-prompt-length {error.limit} or less") from None
     if training_args.should_save:
         metrics = json.loads((args.output_dir / "metrics.json").read_text(encoding="utf-8"))
         print(format_metrics_table({"LLM-SRec (test)": metrics}))

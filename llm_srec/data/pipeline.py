@@ -57,7 +57,7 @@ def build_recommendation_data(
     frame = deduplicate(frame, dedup, report)
     frame = apply_filter(frame, filter_mode, min_user_interactions, min_item_interactions, report)
     if frame.empty:
-        raise ValueError(f"{raw.name}: every user was removed by filtering (see the drop report):\n{report.format()}")
+        raise ValueError(f"{raw.name}: every user was removed: {_removals(report)}")
     frame = frame.drop(columns=[c for c in frame.columns if c not in ("user", "item", "timestamp")])
 
     # rows are grouped by user in first-appearance order (order_chronologically), so lengths follow user order
@@ -66,7 +66,12 @@ def build_recommendation_data(
     timestamps = frame["timestamp"].to_numpy(np.int64) if has_timestamps else None
     sequences = sequences_dataset(user_ids, lengths, item_ids, timestamps)
     splits = leave_last_out(user_ids, lengths, item_ids, timestamps, report)
-    titles = resolve_titles(external_ids, raw.titles, report, missing_title)
+    if not len(splits["test"]):
+        raise ValueError(
+            f"{raw.name}: no split rows: {len(user_ids):,} users and {len(external_ids):,} items are left, and none "
+            f"of the users has the 2 interactions a test row needs; {_removals(report)}"
+        )
+    titles = resolve_titles(external_ids, raw.titles, report, missing_title, raw.name)
     info: dict[str, Any] = {
         "name": raw.name,
         "has_timestamps": has_timestamps,
@@ -77,6 +82,14 @@ def build_recommendation_data(
         },
     }
     return RecommendationData(splits, sequences, ItemCatalog(external_ids, titles), report, info)
+
+
+def _removals(report: DropReport) -> str:
+    """One line saying which steps dropped what, for the errors of a dataset left without rows."""
+    dropped = [f"{e.stage} / {e.reason}: {e.count:,} {e.unit}" for e in report.entries if e.kind == "dropped"]
+    if not dropped:
+        return "nothing was dropped, so the source itself holds one interaction per user (check the user column)"
+    return "dropped by " + "; ".join(dropped) + " (loosen the filter, the sampling or the deduplication)"
 
 
 def _run_lengths(users: np.ndarray) -> tuple[list[str], np.ndarray]:

@@ -25,13 +25,16 @@ class RawInteractions:
     (int64 unix seconds, `NO_TIMESTAMP` when the source has no time), and optionally `split` (one of
     `SPLIT_ORDER`) when the source ships a split that the paper's single-pass filter needs (Amazon 2023).
     `titles` maps external item id -> raw title (None or missing = no metadata); `titles is None` means the
-    source has no titles at all. `report` holds what the reader already skipped.
+    source has no titles at all. `report` holds what the reader already skipped. `time_is_order`: the timestamps are
+    positions or sequence numbers (not unix seconds) that only order each user's interactions, so they are not kept
+    as times (no prompt shows them as 1970 dates).
     """
 
     frame: pd.DataFrame
     titles: pd.Series | None
     name: str
     report: DropReport = field(default_factory=DropReport)
+    time_is_order: bool = False
 
     def __post_init__(self) -> None:
         missing = {"user", "item", "timestamp"} - set(self.frame.columns)
@@ -44,5 +47,6 @@ class RawInteractions:
 
     @property
     def has_timestamps(self) -> bool:
-        """True when every interaction has a time; mixed known/unknown times are rejected by the pipeline."""
-        return bool(len(self.frame)) and bool((self.frame["timestamp"].to_numpy() != NO_TIMESTAMP).all())
+        """True when every interaction has a real time; mixed known/unknown times are rejected by the pipeline."""
+        return (not self.time_is_order and bool(len(self.frame))
+                and bool((self.frame["timestamp"].to_numpy() != NO_TIMESTAMP).all()))

@@ -9,6 +9,7 @@ then re-split leave-last-out like every other source, so all sources share one s
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +18,7 @@ import pandas as pd
 
 from .raw import NO_TIMESTAMP, RawInteractions
 from .report import DropReport
+from .tabular import parse_times
 from .textio import (
     LINE,
     BadRows,
@@ -29,7 +31,9 @@ from .textio import (
 )
 from .titles import cut_at_markers
 
-PRESPLIT = ("train", "valid", "test")
+logger = logging.getLogger(__name__)
+
+PRESPLIT = ("train", "valid", "test")  # by window length: the test windows are the longest (the full sequences)
 TITLE_FIELDS = ("title", "movie_title", "text")
 Window = tuple[tuple[str, ...], str, str]  # (history, target, "file:line")
 
@@ -115,13 +119,12 @@ def _stitch(windows: list[Window], cap: int) -> list[str]:
 
 
 def _read_presplit(
-    directory: Path, name: str, user_map: pd.Series | None, item_map: pd.Series | None, encoding: str,
-    encoding_errors: EncodingErrors, on_bad_rows: BadRows, report: DropReport,
+    directory: Path, name: str, paths: list[Path], user_map: pd.Series | None, item_map: pd.Series | None,
+    encoding: str, encoding_errors: EncodingErrors, on_bad_rows: BadRows, report: DropReport,
 ) -> pd.DataFrame:
     stage = "read_interactions"
     parts = []
-    for split in PRESPLIT:
-        path = directory / f"{name}.{split}.inter"
+    for path in paths:
         frame = _read_atomic(path, ["user_id", "item_id_list", "item_id"], [], encoding, encoding_errors,
                              on_bad_rows, report, stage)
         frame = _map_ids(frame, "user_id", user_map, path, on_bad_rows, report, stage)
@@ -165,13 +168,32 @@ def _read_presplit(
                          "timestamp": np.full(len(items), NO_TIMESTAMP, dtype=np.int64)})
 
 
-def _read_titles(
-    directory: Path, name: str, title_field: str | None, markers: Sequence[str], encoding: str,
-    encoding_errors: EncodingErrors, on_bad_rows: BadRows, report: DropReport,
-) -> pd.Series | None:
+def _titles_path(directory: Path, name: str, report: DropReport) -> Path | None:
+    """`<name>.item` or `<name>.text`; else the folder's only `.item`/`.text` file (a note), None when it has none.
+
+    Why: a title file named after another prefix (e.g. `Games.item` next to `Games-6k.*.inter`) would otherwise be
+    ignored and every item would get a placeholder title.
+    """
     path = next((p for p in (directory / f"{name}.item", directory / f"{name}.text") if p.is_file()), None)
-    if path is None:
-        return None
+    if path is not None:
+        return path
+    others = sorted(p for suffix in ("item", "text") for p in directory.glob(f"*.{suffix}") if p.is_file())
+    if len(others) > 1:
+        raise FileNotFoundError(
+            f"{directory}: no {name}.item or {name}.text, and several title files of other names "
+            f"{[p.name for p in others]}; pass titles_path (--titles-path) to pick one"
+        )
+    if others:
+        note = f"no {name}.item or {name}.text: titles read from {others[0].name}, the folder's only title file"
+        logger.warning("%s: %s", directory, note)
+        report.add("read_titles", "title_file_of_another_name", 1, "files", "note", note)
+    return others[0] if others else None
+
+
+def _read_titles(
+    path: Path, title_field: str | None, markers: Sequence[str], encoding: str, encoding_errors: EncodingErrors,
+    on_bad_rows: BadRows, report: DropReport,
+) -> pd.Series:
     header = [column.split(":")[0] for column in read_header(path, "\t", encoding, encoding_errors)]
     field = title_field or next((f for f in TITLE_FIELDS if f in header), None)
     if field is None:
@@ -193,6 +215,7 @@ def load_recbole(
     dataset: str | None = None,
     title_field: str | None = None,
     title_end_markers: Sequence[str] = (),
+    titles_path: str | Path | None = None,
     encoding: str = "utf-8",
     encoding_errors: EncodingErrors = "strict",
     on_bad_rows: BadRows = "error",
@@ -203,6 +226,9 @@ def load_recbole(
     `title_field`: the `.item`/`.text` column holding titles (default: title, movie_title or text).
     `title_end_markers`: cut each title before the earliest marker, e.g. UniSRec's `.text` joins
     "title. categories. brand" so `(". Industrial & Scientific", ". . ")` recovers the title.
+    `titles_path`: the `.item`/`.text` file to read titles from (default: `<dataset>.item`, `<dataset>.text`, or the
+    folder's only such file).
+    Pre-split input needs `<dataset>.test.inter` (its windows are the longest); the train/valid files are optional.
     """
     directory = Path(path)
     if not directory.is_dir():
@@ -213,9 +239,12 @@ def load_recbole(
     for kind in ("user", "item"):
         map_path = directory / f"{name}.{kind}2index"
         maps[kind] = _read_index(map_path, encoding, report) if map_path.is_file() else None
-    titles = _read_titles(directory, name, title_field, title_end_markers, encoding, encoding_errors,
-                          on_bad_rows, report)
+    title_file = Path(titles_path) if titles_path is not None else _titles_path(directory, name, report)
+    titles = None if title_file is None else _read_titles(title_file, title_field, title_end_markers, encoding,
+                                                          encoding_errors, on_bad_rows, report)
     single = directory / f"{name}.inter"
+    presplit = [directory / f"{name}.{split}.inter" for split in PRESPLIT]
+    order_only = False  # whether the .inter timestamps are positions, not unix seconds
     if single.is_file():
         stage = "read_interactions"
         frame = _read_atomic(single, ["user_id", "item_id"], ["timestamp"], encoding, encoding_errors,
@@ -225,18 +254,20 @@ def load_recbole(
         if titles is not None:
             frame = handle_unknown_items(frame, "item_id", titles.index, unknown_items, single, report, stage)
         if "timestamp" in frame.columns:
-            seconds = pd.to_numeric(frame["timestamp"], errors="coerce").to_numpy(np.float64, na_value=np.nan)
-            frame = reject_rows(frame, ~np.isfinite(seconds), single, "timestamp", "not a number", on_bad_rows,
-                                report, stage)
-            timestamps = np.floor(seconds[np.isfinite(seconds)]).astype(np.int64)
+            frame, timestamps, order_only = parse_times(frame, "timestamp", "s", single, on_bad_rows, report, stage,
+                                                        "line")
         else:
             timestamps = np.full(len(frame), NO_TIMESTAMP, dtype=np.int64)
         interactions = pd.DataFrame({"user": frame["user_id"].to_numpy(object),
                                      "item": frame["item_id"].str.strip().to_numpy(object),
                                      "timestamp": timestamps})
-    elif all((directory / f"{name}.{split}.inter").is_file() for split in PRESPLIT):
-        interactions = _read_presplit(directory, name, maps["user"], maps["item"], encoding, encoding_errors,
-                                      on_bad_rows, report)
+    elif presplit[-1].is_file():
+        absent = [path.name for path in presplit if not path.is_file()]
+        report.add("read_interactions", "presplit_file_absent", len(absent), "files", "note",
+                   f"{', '.join(absent)} absent: sequences rebuilt from the other windows (a history cut at the "
+                   "window cap loses its older items)")
+        interactions = _read_presplit(directory, name, [path for path in presplit if path.is_file()], maps["user"],
+                                      maps["item"], encoding, encoding_errors, on_bad_rows, report)
         if titles is not None and unknown_items != "keep":
             unknown = ~interactions["item"].isin(titles.index).to_numpy()
             if unknown.any() and unknown_items == "error":
@@ -245,5 +276,10 @@ def load_recbole(
             report.add("read_interactions", "unknown_item", int(unknown.sum()), "interactions")
             interactions = interactions.loc[~unknown].reset_index(drop=True)
     else:
-        raise FileNotFoundError(f"{directory}: neither {name}.inter nor {name}.{{train,valid,test}}.inter found")
-    return RawInteractions(interactions, titles, name=name, report=report)
+        found = [path.name for path in presplit if path.is_file()]
+        raise FileNotFoundError(
+            f"{directory}: neither {single.name} nor {presplit[-1].name} found"
+            + (f" (only {', '.join(found)}: pre-split input needs the {PRESPLIT[-1]} windows, the longest)"
+               if found else "")
+        )
+    return RawInteractions(interactions, titles, name=name, report=report, time_is_order=order_only)

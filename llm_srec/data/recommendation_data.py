@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal, TypeVar
 
 import numpy as np
+import pyarrow as pa
 from datasets import Dataset, DatasetDict
 
-from llm_srec.modeling.catalog_llm_srec import ItemCatalog
+from llm_srec.modeling.catalog_llm_srec import ITEM_CATALOG_NAME, ItemCatalog
+from llm_srec.modeling.configuration_sasrec import read_json
 
 from .report import DropReport
 
@@ -23,6 +25,9 @@ SequenceEnd = Literal["train", "validation", "test"]
 # how many trailing items each split's known sequence leaves out of the full sequence
 _LEFT_OUT = {"train": 2, "validation": 1, "test": 0}
 FORMAT_VERSION = 1
+# what `save_to_disk` writes and `load_from_disk` needs
+_PARTS = ("data_info.json", "drop_report.json", "splits", "user_sequences", f"catalog/{ITEM_CATALOG_NAME}")
+_Loaded = TypeVar("_Loaded", Dataset, DatasetDict)
 
 
 class RecommendationData:
@@ -116,7 +121,9 @@ class RecommendationData:
         statistics, drop report and info."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.splits.save_to_disk(str(directory / "splits"))
+        # datasets writes an empty split as zero shards, which its own load_from_disk cannot read back
+        shards = {name: None if len(split) else 1 for name, split in self.splits.items()}
+        self.splits.save_to_disk(str(directory / "splits"), num_shards=shards)
         self.user_sequences.save_to_disk(str(directory / "user_sequences"))
         self.catalog.save(directory / "catalog")
         _write_json(directory / "statistics.json", self.statistics())
@@ -125,22 +132,41 @@ class RecommendationData:
 
     @classmethod
     def load_from_disk(cls, directory: str | Path) -> RecommendationData:
+        """Read a folder written by `save_to_disk`; a missing, partial or broken one is an error naming the part."""
         directory = Path(directory)
-        if not (directory / "data_info.json").is_file():
-            raise FileNotFoundError(f"{directory}: not a prepared dataset (no data_info.json); run prepare-data")
-        info = json.loads((directory / "data_info.json").read_text(encoding="utf-8"))
+        if not directory.is_dir():
+            raise FileNotFoundError(f"{directory}: no such folder; pass the --output-dir of prepare-data")
+        missing = [part for part in _PARTS if not (directory / part).exists()]
+        if missing:
+            found = "an empty folder" if not any(directory.iterdir()) else f"no {', '.join(missing)}"
+            raise FileNotFoundError(f"{directory}: not a prepared dataset ({found}); run prepare-data")
+        info = read_json(directory / "data_info.json")
         if info.pop("format_version", None) != FORMAT_VERSION:
             raise ValueError(f"{directory}: unsupported prepared-data format version")
-        splits = DatasetDict.load_from_disk(str(directory / "splits"))
-        user_sequences = Dataset.load_from_disk(str(directory / "user_sequences"))
+        splits = _load_arrow(DatasetDict.load_from_disk, directory / "splits")
+        user_sequences = _load_arrow(Dataset.load_from_disk, directory / "user_sequences")
         catalog = ItemCatalog.load(directory / "catalog")
-        report = DropReport.from_dict(json.loads((directory / "drop_report.json").read_text(encoding="utf-8")))
+        try:
+            report = DropReport.from_dict(read_json(directory / "drop_report.json"))
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{directory / 'drop_report.json'} is not a drop report ({error!r})") from None
         return cls(splits, user_sequences, catalog, report, info)
 
     def __repr__(self) -> str:
         s = self.statistics()
         return (f"RecommendationData({s['dataset']!r}: {s['num_users']:,} users, {s['num_items']:,} items, "
                 f"{s['num_interactions']:,} interactions, timestamps={s['has_timestamps']})")
+
+
+def _load_arrow(load: Callable[[str], _Loaded], folder: Path) -> _Loaded:
+    """`datasets`' loader on `folder`, with its JSON files checked first and its failures naming the folder (it
+    raises bare JSON errors, and an IndexError for an empty split saved by older versions)."""
+    for path in sorted(folder.rglob("*.json")):
+        read_json(path)
+    try:
+        return load(str(folder))
+    except (IndexError, KeyError, pa.ArrowException) as error:
+        raise ValueError(f"{folder}: cannot read these Arrow files ({error!r}); run prepare-data again") from None
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:

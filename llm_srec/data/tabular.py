@@ -6,6 +6,7 @@ of them into the same pipeline, with the same error-or-count handling of bad row
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -13,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from llm_srec.modeling.processing_llm_srec import MAX_UNIX_SECONDS
 
 from .raw import NO_TIMESTAMP, RawInteractions
 from .report import DropReport
@@ -27,9 +30,13 @@ from .textio import (
     reject_rows,
 )
 
+logger = logging.getLogger(__name__)
+
 FileFormat = Literal["csv", "tsv", "jsonl", "parquet"]
 TimeUnit = Literal["s", "ms", "us", "ns", "iso"]
 _UNIT_DIVISOR = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+_UNIT_NAME = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+MIN_UNIX_SECONDS = 100_000_000  # 1973-03-03: a time column entirely below it holds positions, not dates
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl",
                   ".parquet": "parquet", ".pq": "parquet"}
 
@@ -88,27 +95,47 @@ def read_table(
 def parse_times(
     frame: pd.DataFrame, column: str, unit: TimeUnit, path: Path, on_bad_rows: BadRows, report: DropReport,
     stage: str, location: str,
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """Unix seconds from numbers in `unit` or ISO-8601 text ("iso"); unparsable or empty times are bad rows."""
+) -> tuple[pd.DataFrame, np.ndarray, bool]:
+    """Unix seconds from numbers in `unit` or ISO-8601 text ("iso"), and whether they are only an order.
+
+    Unparsable, empty, negative and after-year-5000 times are bad rows. Numbers that are all below
+    `MIN_UNIX_SECONDS` (1973) are positions or sequence numbers rather than dates: they still order each user's
+    interactions, but the third value is True so no prompt shows them as 1970 dates (noted in the report).
+    """
     values = frame[column]
-    if unit == "iso" or pd.api.types.is_datetime64_any_dtype(values):
+    dates = unit == "iso" or pd.api.types.is_datetime64_any_dtype(values)
+    if dates:
         parsed = pd.to_datetime(values, utc=True, errors="coerce", format="ISO8601")
         bad = parsed.isna().to_numpy()
         epoch = pd.Timestamp(0, tz="UTC")
-        seconds = ((parsed[~bad] - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.int64)
+        seconds = ((parsed[~bad] - epoch) // pd.Timedelta(seconds=1)).to_numpy(np.float64)
         problem = "not an ISO-8601 time"
     elif unit in _UNIT_DIVISOR:
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(np.float64, na_value=np.nan)
         bad = ~np.isfinite(numbers)
-        seconds = np.floor(numbers[~bad] / _UNIT_DIVISOR[unit]).astype(np.int64)
+        seconds = numbers[~bad] / _UNIT_DIVISOR[unit]
         problem = f"not a number (time unit {unit})"
     else:
         raise ValueError(f"unknown time unit {unit!r}; choose s, ms, us, ns or iso")
     frame = reject_rows(frame, bad, path, column, problem, on_bad_rows, report, stage, location=location)
+    units = list(_UNIT_DIVISOR)
+    finer = units[units.index(unit) + 1:] if unit in units else []
+    problem = f"after the year 5000: not a unix time in {_UNIT_NAME.get(unit, 'seconds')}" + (
+        f"; pass time_unit (--time-unit) {'/'.join(finer)}" if finer else "")
+    too_late = seconds > MAX_UNIX_SECONDS
+    frame = reject_rows(frame, too_late, path, column, problem, on_bad_rows, report, stage, location=location)
+    seconds = seconds[~too_late]
     negative = seconds < 0
     frame = reject_rows(frame, negative, path, column, "before 1970 (negative unix time)", on_bad_rows, report,
                         stage, location=location)
-    return frame, seconds[~negative]
+    seconds = seconds[~negative]
+    order_only = not dates and len(seconds) > 0 and float(seconds.max()) < MIN_UNIX_SECONDS
+    if order_only:
+        note = (f"{path.name}, column {column!r}: every time is before 1973 (< {MIN_UNIX_SECONDS:,} unix seconds), "
+                "so these are positions, not dates: they order the interactions and prompts show no time")
+        logger.warning("%s", note)
+        report.add(stage, "time_column_is_order", len(seconds), "interactions", "note", note)
+    return frame, np.floor(seconds).astype(np.int64), order_only
 
 
 def _titles_from(frame: pd.DataFrame, item_column: str, title_column: str, report: DropReport) -> pd.Series:
@@ -170,10 +197,13 @@ def load_tabular(
         titles = _titles_from(frame, item_column, title_column, report)
     if titles is not None:
         frame = handle_unknown_items(frame, item_column, titles.index, unknown_items, path, report, stage, location)
+    order_only = False
     if time_column is None:
         timestamps = np.full(len(frame), NO_TIMESTAMP, dtype=np.int64)
     else:
-        frame, timestamps = parse_times(frame, time_column, time_unit, path, on_bad_rows, report, stage, location)
+        frame, timestamps, order_only = parse_times(frame, time_column, time_unit, path, on_bad_rows, report, stage,
+                                                    location)
     interactions = pd.DataFrame({"user": frame[user_column].to_numpy(object),
                                  "item": frame[item_column].to_numpy(object), "timestamp": timestamps})
-    return RawInteractions(interactions, titles, name=path.name.split(".")[0], report=report)
+    return RawInteractions(interactions, titles, name=path.name.split(".")[0], report=report,
+                           time_is_order=order_only)

@@ -38,10 +38,12 @@ def resolve_titles(
     titles: pd.Series | None,
     report: DropReport,
     missing_title: str = DEFAULT_MISSING_TITLE,
+    name: str = "data",
 ) -> list[str]:
     """Cleaned title for each of `item_ids` (the catalog order); missing/empty ones become the placeholder.
 
-    `missing_title` may contain `{item_id}` (e.g. "Item {item_id}") to keep placeholders distinguishable.
+    `missing_title` may contain `{item_id}` (e.g. "Item {item_id}") to keep placeholders distinguishable. Titles
+    that match none of the items (e.g. keyed by another id column) are an error naming the dataset `name`.
     """
     stage = "titles"
     if titles is None:
@@ -54,6 +56,12 @@ def resolve_titles(
     titles = titles[~duplicated]
     wanted = pd.Index(item_ids, dtype=object)
     no_entry = int((~wanted.isin(titles.index)).sum())
+    if no_entry and no_entry == len(wanted):
+        raise ValueError(
+            f"{name}: none of the {len(wanted)} items has an entry in the titles ({len(titles)} entries, ids like "
+            f"{titles.index[:3].tolist()}; the interactions' items are like {wanted[:3].tolist()}): check the item "
+            "id column of the title file instead of getting a placeholder title for every item"
+        )
     raw_titles = titles.reindex(wanted).to_list()
     cleaned = [clean_title(title) for title in raw_titles]
     changed = sum(1 for raw, clean in zip(raw_titles, cleaned) if isinstance(raw, str) and clean and raw != clean)

@@ -6,6 +6,8 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
+from .configuration_sasrec import read_json
+
 ITEM_CATALOG_NAME = "item_catalog.json"
 MISSING_TITLE = "No Title"
 
@@ -109,11 +111,13 @@ class ItemCatalog:
             path = os.path.join(path, ITEM_CATALOG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No item catalog at {path}.")
-        with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
-        if not isinstance(data, dict) or "external_ids" not in data or "titles" not in data:
+        data = read_json(path)
+        if "external_ids" not in data or "titles" not in data:
             raise ValueError(f"{path} is not an item catalog: expected keys 'external_ids' and 'titles'.")
-        return cls(data["external_ids"], data["titles"])
+        try:
+            return cls(data["external_ids"], data["titles"])
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{path}: {error}") from None
 
 
 __all__ = ["ItemCatalog", "ITEM_CATALOG_NAME"]

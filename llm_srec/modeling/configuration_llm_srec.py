@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import AutoConfig, PreTrainedConfig
 
-from .configuration_sasrec import SASRecConfig
+from .configuration_sasrec import SASRecConfig, config_dict_from_json_file
 
 DEFAULT_LLM = "meta-llama/Llama-3.2-3B-Instruct"
 
@@ -171,6 +171,7 @@ class LLMSRecConfig(PreTrainedConfig):
 
     model_type = "llm_srec"
     _auto_class = "AutoConfig"
+    _dict_from_json_file = classmethod(config_dict_from_json_file)
     # Both sub-configs are built explicitly in __init__ (works on every transformers 5.x, also as remote code).
     sub_configs = {"llm_config": AutoConfig, "sasrec_config": SASRecConfig}
 

@@ -11,6 +11,7 @@ optional LoRA adapter); the backbone is never resized, modified or saved.
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
@@ -25,8 +27,16 @@ from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput, cached_file, is_peft_available
 
+from .catalog_llm_srec import ITEM_CATALOG_NAME
 from .configuration_llm_srec import LLMSRecConfig
-from .modeling_sasrec import ModelCardPushMixin, SASRecModel
+from .modeling_sasrec import (
+    INTERRUPTED_SAVE,
+    ModelCardPushMixin,
+    SASRecModel,
+    check_safetensors_file,
+    incomplete_folder_message,
+    staged_model_folder,
+)
 from .processing_llm_srec import LLMSRecProcessor
 
 logger = logging.getLogger(__name__)
@@ -78,6 +88,27 @@ class Recommendation:
     item_ids: list[str]
     titles: list[str]
     scores: list[float]
+
+
+class PromptBudgetError(ValueError):
+    """``max_prompt_length`` exceeds the backbone's positions; carries both numbers so a CLI can name its flag."""
+
+    def __init__(self, max_prompt_length: int, limit: int) -> None:
+        super().__init__(
+            f"max_prompt_length={max_prompt_length} exceeds the backbone's max_position_embeddings ({limit}); "
+            f"set max_prompt_length <= {limit} in the config and the processor."
+        )
+        self.max_prompt_length = max_prompt_length
+        self.limit = limit
+
+
+def missing_backbone_folder(llm_name_or_path: str) -> bool:
+    """True when ``llm_name_or_path`` is a local path (absolute, ``./``, ``../``, ``~`` or deeper than a Hub
+    ``owner/name``) with no folder there: a moved model or backbone, which transformers would report as a bad Hub id."""
+    looks_local = (
+        os.path.isabs(llm_name_or_path) or llm_name_or_path.startswith((".", "~")) or llm_name_or_path.count("/") > 1
+    )
+    return looks_local and not os.path.isdir(os.path.expanduser(llm_name_or_path))
 
 
 def _mlp(in_features: int, hidden_features: int, out_features: int, activation: nn.Module) -> nn.Sequential:
@@ -296,10 +327,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
     def _check_prompt_budget(self, max_prompt_length: int) -> None:
         limit = getattr(self.llm.config, "max_position_embeddings", None)
         if isinstance(limit, int) and max_prompt_length > limit:
-            raise ValueError(
-                f"max_prompt_length={max_prompt_length} exceeds the backbone's max_position_embeddings ({limit}); "
-                f"set max_prompt_length <= {limit} in the config and the processor."
-            )
+            raise PromptBudgetError(max_prompt_length, limit)
 
     def _prepare_quantized_backbone(self) -> None:
         """peft's k-bit preparation (fp32 norms/embeddings, frozen weights), as the official code did for 8-bit."""
@@ -754,11 +782,19 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         empty = [index for index, history in enumerate(internal) if not history]
         if empty:
             raise ValueError(f"Empty histories at positions {empty}: every user needs at least one item.")
+        # every prompt is built (and its timestamps checked) before the item index, which may take minutes
+        starts = range(0, len(internal), batch_size)
+        batches = [
+            processor(
+                internal[start : start + batch_size],
+                None if timestamps is None else timestamps[start : start + batch_size],
+            )
+            for start in starts
+        ]
         index = self._item_index if self._item_index is not None else self.refresh_item_index(batch_size)
         results: list[Recommendation] = []
-        for start in range(0, len(internal), batch_size):
+        for start, batch in zip(starts, batches):
             chunk = internal[start : start + batch_size]
-            batch = processor(chunk, None if timestamps is None else timestamps[start : start + batch_size])
             users = self.encode_users(batch["input_ids"], batch["attention_mask"], batch["history_item_ids"])
             scores = users @ index.t()
             if exclude_history:
@@ -811,6 +847,8 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
     ) -> None:
         """Write config.json (with ``auto_map``), ``model.safetensors`` (see `checkpoint_state_dict`), the modeling
         sources and, when attached, the processor files. The backbone is referenced by ``llm_name_or_path`` only.
+        The save is atomic (`staged_model_folder`): the folder is written next to ``save_directory`` and renamed into
+        place, so an interrupted save leaves the previous folder (its subfolders, e.g. ``checkpoints/``, are kept).
 
         Sharding options (``max_shard_size`` ...) are accepted for `Trainer`/`push_to_hub` compatibility and
         ignored: the checkpoint is small. With ``push_to_hub=True`` the folder is also uploaded (``repo_id`` and
@@ -819,18 +857,26 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         save_directory = os.fspath(save_directory)
         if os.path.isfile(save_directory):
             raise ValueError(f"save_directory {save_directory} is a file, not a folder.")
-        os.makedirs(save_directory, exist_ok=True)
-        if is_main_process:
-            self.config.architectures = [type(self).__name__]
-            custom_object_save(self, save_directory, config=self.config)
-            self.config.save_pretrained(save_directory)
-            save_file(
-                self.checkpoint_state_dict(state_dict),
-                os.path.join(save_directory, WEIGHTS_NAME),
-                metadata={"format": "pt"},
-            )
-            if self._processor is not None:
-                self._processor.save_pretrained(save_directory)
+        if not is_main_process:
+            os.makedirs(save_directory, exist_ok=True)
+        else:
+            with staged_model_folder(save_directory) as staging:
+                # config.processor_files lists what the processor wrote: `from_pretrained` requires those files
+                self.config.processor_files = []
+                if self._processor is not None:
+                    before = set(os.listdir(staging))
+                    self._processor.save_pretrained(staging)
+                    self.config.processor_files = sorted(
+                        name for name in set(os.listdir(staging)) - before if not name.endswith(".py")
+                    )
+                self.config.architectures = [type(self).__name__]
+                custom_object_save(self, staging, config=self.config)
+                self.config.save_pretrained(staging)
+                save_file(
+                    self.checkpoint_state_dict(state_dict),
+                    os.path.join(staging, WEIGHTS_NAME),
+                    metadata={"format": "pt"},
+                )
         if push_to_hub:
             for ignored in ("max_shard_size", "safe_serialization", "variant"):
                 kwargs.pop(ignored, None)
@@ -844,6 +890,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         *model_args: Any,
         llm: PreTrainedModel | None = None,
         config: LLMSRecConfig | None = None,
+        processor: LLMSRecProcessor | str | None = "saved",
         cache_dir: str | os.PathLike | None = None,
         force_download: bool = False,
         local_files_only: bool = False,
@@ -858,6 +905,9 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             pretrained_model_name_or_path: folder or Hub id written by `save_pretrained`.
             llm: an already-loaded backbone to use instead of loading ``config.llm_name_or_path``.
             config: an `LLMSRecConfig` overriding the saved one.
+            processor: ``"saved"`` (default) loads the processor saved with the model; the folder must then hold
+                every processor file the save wrote (``config.processor_files``), else it is reported incomplete.
+                An `LLMSRecProcessor` is attached instead (no processor file is read); None loads no processor.
             cache_dir, force_download, local_files_only, token, revision, subfolder: Hub options for our files.
             **backbone_kwargs: go to `AutoModel.from_pretrained` for the backbone, e.g. ``dtype``,
                 ``quantization_config``, ``device_map``, ``attn_implementation``. Without ``dtype`` the config's
@@ -878,9 +928,29 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         }
         if revision is not None:
             hub_kwargs["revision"] = revision
+        if not (processor is None or isinstance(processor, LLMSRecProcessor) or processor == "saved"):
+            raise ValueError(f'processor must be "saved", an LLMSRecProcessor or None, got {processor!r}.')
+        folder = os.path.join(os.fspath(pretrained_model_name_or_path), subfolder or "")
+        if config is None and os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, "config.json")):
+            raise FileNotFoundError(incomplete_folder_message(folder.rstrip(os.sep), ["config.json"]))
         if config is None:
             config = cls.config_class.from_pretrained(pretrained_model_name_or_path, **hub_kwargs)
+        # Everything saved is checked before the (possibly large) backbone is loaded.
+        weights_file = cached_file(
+            pretrained_model_name_or_path, WEIGHTS_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs
+        )
+        if weights_file is None:
+            raise FileNotFoundError(incomplete_folder_message(pretrained_model_name_or_path, [WEIGHTS_NAME]))
+        check_safetensors_file(weights_file)
+        load_processor = isinstance(processor, str) and _has_saved_processor(
+            pretrained_model_name_or_path, config, hub_kwargs
+        )
         if llm is None:
+            if missing_backbone_folder(config.llm_name_or_path):
+                raise FileNotFoundError(
+                    f"The backbone folder {config.llm_name_or_path} (the config's llm_name_or_path) does not exist; "
+                    "pass llm= (an already-loaded backbone) or config= with llm_name_or_path set to its new place."
+                )
             dtype = backbone_kwargs.pop("dtype", None) or config.backbone_dtype
             dtype = _TORCH_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype
             llm = AutoModel.from_pretrained(config.llm_name_or_path, dtype=dtype, **backbone_kwargs)
@@ -890,8 +960,12 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 "pass them to your own from_pretrained call for llm=."
             )
         model = cls(config, llm=llm)
-        weights_file = cached_file(pretrained_model_name_or_path, WEIGHTS_NAME, **hub_kwargs)
-        state = load_file(weights_file)
+        try:
+            state = load_file(weights_file)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as error:
+            raise ValueError(
+                f"{weights_file} is not a valid safetensors file (truncated or corrupt?): {error}"
+            ) from None
         expected = set(model.checkpoint_state_dict())
         missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
         if missing or unexpected:
@@ -899,18 +973,71 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 f"{weights_file} does not match this model: missing {missing[:10]}, unexpected {unexpected[:10]}."
             )
         model.load_state_dict(state, strict=False)
-        processor_file = cached_file(
-            pretrained_model_name_or_path,
-            PROCESSOR_CONFIG_NAME,
-            _raise_exceptions_for_missing_entries=False,
-            **hub_kwargs,
-        )
-        if processor_file is not None:
+        if load_processor:
             model.processor = LLMSRecProcessor.from_pretrained(
                 pretrained_model_name_or_path, trust_remote_code=trust_remote_code, **hub_kwargs
             )
+        elif isinstance(processor, LLMSRecProcessor):
+            model.processor = processor
         model.eval()
         return model
 
 
-__all__ = ["LOSS_TERMS", "LLMSRecOutput", "TeacherIsometry", "LLMSRecPreTrainedModel", "LLMSRecForRecommendation", "Recommendation"]
+def _has_saved_processor(
+    pretrained_model_name_or_path: str | os.PathLike, config: LLMSRecConfig, hub_kwargs: dict[str, Any]
+) -> bool:
+    """Whether the folder holds a saved processor; raises naming the missing or corrupt file when it is incomplete.
+
+    ``config.processor_files`` (written by `save_pretrained`) lists the processor's files; folders saved before it
+    existed are expected to hold a processor when they hold processor_config.json or when the config records the
+    processor's special-token ids (the model had one attached).
+    """
+    expected = getattr(config, "processor_files", None)
+
+    def find(name: str) -> str | None:
+        return cached_file(
+            pretrained_model_name_or_path, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs
+        )
+
+    if expected is None:
+        if find(PROCESSOR_CONFIG_NAME) is None and config.history_token_id is None:
+            return False
+        expected = [PROCESSOR_CONFIG_NAME, ITEM_CATALOG_NAME, "tokenizer_config.json"]
+    if not expected:
+        return False
+    found = {name: find(name) for name in expected}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        raise FileNotFoundError(
+            incomplete_folder_message(pretrained_model_name_or_path, missing)
+            + "; pass processor=... to attach one, or processor=None to load the model without it"
+        )
+    for name, path in found.items():
+        if name.endswith(".json") and not _is_complete_json(path):
+            raise ValueError(f"{path} is not valid JSON (truncated or corrupt?) {INTERRUPTED_SAVE}")
+    return True
+
+
+def _is_complete_json(path: str) -> bool:
+    """Parses as JSON (files over 8 MiB, e.g. a large catalog, are only checked to end their top-level object)."""
+    try:
+        if os.path.getsize(path) <= 8 << 20:
+            with open(path, encoding="utf-8") as handle:
+                json.load(handle)
+            return True
+        with open(path, "rb") as handle:
+            handle.seek(-64, os.SEEK_END)
+            return handle.read().rstrip().endswith((b"}", b"]"))
+    except (OSError, ValueError):
+        return False
+
+
+__all__ = [
+    "LOSS_TERMS",
+    "LLMSRecOutput",
+    "PromptBudgetError",
+    "TeacherIsometry",
+    "LLMSRecPreTrainedModel",
+    "LLMSRecForRecommendation",
+    "Recommendation",
+]

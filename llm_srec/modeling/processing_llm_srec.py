@@ -13,10 +13,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 from transformers import BatchEncoding, PreTrainedTokenizerBase, ProcessorMixin
-from transformers.utils import cached_file
+from transformers.tokenization_utils_base import (
+    ADDED_TOKENS_FILE,
+    FULL_TOKENIZER_FILE,
+    SPECIAL_TOKENS_MAP_FILE,
+    TOKENIZER_CONFIG_FILE,
+)
+from transformers.utils import PROCESSOR_NAME, cached_file
 
 from .catalog_llm_srec import ITEM_CATALOG_NAME, ItemCatalog
 from .configuration_llm_srec import DEFAULT_PROMPT_TEMPLATES, DEFAULT_SPECIAL_TOKENS, check_prompt_templates
+from .configuration_sasrec import read_json
 
 _SERIALIZED_FIELDS = (
     "history_length",
@@ -25,8 +32,12 @@ _SERIALIZED_FIELDS = (
     "max_prompt_length",
 )
 
+# The JSON files `ProcessorMixin.from_pretrained` reads; checked one by one to name the broken one when it fails.
+_PROCESSOR_JSON_FILES = (
+    PROCESSOR_NAME, TOKENIZER_CONFIG_FILE, FULL_TOKENIZER_FILE, SPECIAL_TOKENS_MAP_FILE, ADDED_TOKENS_FILE
+)
 
-_MAX_UNIX_SECONDS = 95_617_584_000  # 5000-01-01: larger values are almost surely milliseconds
+MAX_UNIX_SECONDS = 95_617_584_000  # 5000-01-01: larger values are almost surely milliseconds
 
 
 def format_date(timestamp: int) -> str:
@@ -177,7 +188,7 @@ class LLMSRecProcessor(ProcessorMixin):
                     "(or none)."
                 )
             times = [int(value) if value is not None and int(value) >= 0 else None for value in timestamps]
-            too_large = [value for value in times if value is not None and value > _MAX_UNIX_SECONDS]
+            too_large = [value for value in times if value is not None and value > MAX_UNIX_SECONDS]
             if too_large:
                 raise ValueError(
                     f"Timestamps must be unix seconds; {too_large[0]} is after the year 5000 (milliseconds?)."
@@ -347,27 +358,30 @@ class LLMSRecProcessor(ProcessorMixin):
         revision: str = "main",
         **kwargs: Any,
     ) -> LLMSRecProcessor:
-        """Load the tokenizer, settings and item catalog saved by `save_pretrained` (local folder or Hub repo)."""
-        processor = super().from_pretrained(
-            pretrained_model_name_or_path,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            revision=revision,
-            **kwargs,
-        )
-        catalog_file = cached_file(
-            pretrained_model_name_or_path,
-            ITEM_CATALOG_NAME,
-            cache_dir=cache_dir,
-            force_download=force_download,
-            local_files_only=local_files_only,
-            token=token,
-            revision=revision,
-            subfolder=kwargs.get("subfolder", ""),
-            _raise_exceptions_for_missing_entries=False,
-        )
+        """Load the tokenizer, settings and item catalog saved by `save_pretrained` (local folder or Hub repo).
+
+        A broken JSON file is a ValueError naming it (transformers' own errors name no file, or are OSErrors).
+        """
+        hub_kwargs = {
+            "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token, "revision": revision
+        }
+
+        def resolve(filename: str, **options: Any) -> str | None:
+            return cached_file(
+                pretrained_model_name_or_path, filename, subfolder=kwargs.get("subfolder", ""),
+                _raise_exceptions_for_missing_entries=False, **hub_kwargs, **options,
+            )
+
+        try:
+            processor = super().from_pretrained(
+                pretrained_model_name_or_path, force_download=force_download, **hub_kwargs, **kwargs
+            )
+        except (OSError, ValueError):
+            for filename in _PROCESSOR_JSON_FILES:
+                if (resolved := resolve(filename, _raise_exceptions_for_connection_errors=False)) is not None:
+                    read_json(resolved)
+            raise
+        catalog_file = resolve(ITEM_CATALOG_NAME, force_download=force_download)
         if catalog_file is not None:
             processor.item_catalog = ItemCatalog.load(catalog_file)
         return processor

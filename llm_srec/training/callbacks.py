@@ -5,7 +5,19 @@ from __future__ import annotations
 import math
 from typing import Any, Protocol
 
+from tqdm.auto import tqdm
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_callback import ProgressCallback
+
+# Loss keys of the training log, in print order, with their short names.
+_LOSS_NAMES = {
+    "retrieval_loss": "retrieval",
+    "distillation_loss": "distill",
+    "uniformity_loss": "uniform",
+    "score_distillation_loss": "score-distill",
+    "item_distillation_loss": "item-distill",
+}
+_HEADLINE_METRICS = ("NDCG@10", "HR@10")
 
 
 class EpochSeeded(Protocol):
@@ -29,4 +41,57 @@ class CollatorEpochCallback(TrainerCallback):
         self.collator.set_epoch(math.floor(state.epoch or 0))
 
 
-__all__ = ["CollatorEpochCallback"]
+class QuietProgressCallback(ProgressCallback):
+    """`ProgressCallback` without its raw log dicts: `TrainingLogCallback` prints the readable lines instead."""
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
+        return None
+
+
+def format_log_line(logs: dict[str, Any], state: TrainerState) -> str | None:
+    """One readable line for a training or evaluation log, or None for logs worth no line (e.g. speed only).
+
+    Training: ``step 120/4220 (epoch 0.28)  loss 3.312 = retrieval 2.390 + distill 0.014 ...  lr 1e-04``.
+    Evaluation: ``eval step 120  sampled(1+99, seed=0) NDCG@10 0.3132 HR@10 0.4940 | full-catalog ...  (1000 users,
+    1.2 s)``,
+    the headline metrics of every evaluated protocol, named with their protocol.
+    """
+    step = f"step {state.global_step}/{state.max_steps}" if state.max_steps else f"step {state.global_step}"
+    epoch = f" (epoch {state.epoch:.2f})" if state.epoch is not None else ""
+    if "loss" in logs:
+        terms = " + ".join(f"{short} {logs[key]:.4g}" for key, short in _LOSS_NAMES.items() if key in logs)
+        line = f"{step}{epoch}  loss {logs['loss']:.4g}" + (f" = {terms}" if terms else "")
+        if "learning_rate" in logs:
+            line += f"  lr {logs['learning_rate']:.2g}"
+        return line
+    protocols: dict[str, list[str]] = {}
+    users = None
+    for key, value in logs.items():
+        if key.startswith("eval_") and "/" in key:
+            protocol, metric = key[len("eval_"):].rsplit("/", 1)
+            if metric in _HEADLINE_METRICS:
+                protocols.setdefault(protocol, []).append(f"{metric} {value:.4f}")
+            elif metric == "num_users":
+                users = int(value)
+    if protocols:
+        extra = [f"{users} users"] if users is not None else []
+        extra += [f"{logs['eval_runtime']:.1f} s"] if "eval_runtime" in logs else []
+        suffix = f"  ({', '.join(extra)})" if extra else ""
+        return f"eval {step}{epoch}  " + " | ".join(f"{p} {' '.join(m)}" for p, m in protocols.items()) + suffix
+    if "train_runtime" in logs:
+        return f"training done: {state.global_step} steps in {logs['train_runtime']:.0f} s"
+    return None
+
+
+class TrainingLogCallback(TrainerCallback):
+    """Prints one line per logging step (the loss and its terms) and per evaluation (protocol-labelled headline
+    metrics), in place of `Trainer`'s raw log dicts; written through tqdm so progress bars stay intact."""
+
+    def on_log(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            line = format_log_line(logs, state)
+            if line is not None:
+                tqdm.write(line)
+
+
+__all__ = ["CollatorEpochCallback", "QuietProgressCallback", "TrainingLogCallback", "format_log_line"]

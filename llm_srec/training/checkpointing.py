@@ -4,24 +4,37 @@ Why: the project writes and loads no pickle files, while `Trainer` saves `optimi
 `scaler.pt`, `rng_state.pth` and `training_args.bin` with `torch.save`. A state dict is split into its tensors
 (one safetensors file, keys are the JSON path of each tensor) and everything else (one JSON file with the tensors
 replaced by references), which round-trips any nesting of dicts, lists, tuples, numbers, strings and tensors.
+
+Resuming: `Trainer` writes a checkpoint's model files, then its optimizer/scheduler/RNG state, then
+trainer_state.json, so a checkpoint is complete when its trainer_state.json parses (and its safetensors files are
+whole). `find_resumable_checkpoint` picks the newest complete one, skipping those a killed save left half written.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
+import re
 from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from llm_srec.modeling.modeling_sasrec import check_safetensors_file
+
+logger = logging.getLogger(__name__)
 
 OPTIMIZER_STATE = "optimizer"
 SCHEDULER_STATE = "scheduler"
 SCALER_STATE = "scaler"
 RNG_STATE = "rng_state"
+TRAINER_STATE_FILE = "trainer_state.json"  # written last by Trainer._save_checkpoint: the completion mark
 _TENSOR = "__tensor__"
+_CHECKPOINT_NAME = re.compile(rf"^{PREFIX_CHECKPOINT_DIR}-(\d+)$")
 _TUPLE = "__tuple__"
 
 
@@ -113,15 +126,89 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.random.set_rng_state_all(state["cuda"])
 
 
+def checkpoint_problem(checkpoint: str | os.PathLike) -> str | None:
+    """Why ``checkpoint`` cannot be resumed from (a save killed midway), or None when it is complete."""
+    checkpoint = os.fspath(checkpoint)
+    try:
+        with open(os.path.join(checkpoint, TRAINER_STATE_FILE), encoding="utf-8") as handle:
+            state = json.load(handle)
+    except FileNotFoundError:
+        return f"no {TRAINER_STATE_FILE}"
+    except (OSError, ValueError) as error:
+        return f"{TRAINER_STATE_FILE} is truncated or corrupt ({error})"
+    if not isinstance(state, dict) or not isinstance(state.get("global_step"), int):
+        return f"{TRAINER_STATE_FILE} holds no global_step"
+    for name in sorted(os.listdir(checkpoint)):
+        if name.endswith(".safetensors"):
+            try:
+                check_safetensors_file(os.path.join(checkpoint, name))
+            except (OSError, ValueError) as error:
+                return str(error)
+    return None
+
+
+def checkpoint_step(checkpoint: str | os.PathLike) -> int:
+    """The optimisation step a complete checkpoint was written at (its trainer_state.json's global_step)."""
+    with open(os.path.join(os.fspath(checkpoint), TRAINER_STATE_FILE), encoding="utf-8") as handle:
+        return int(json.load(handle)["global_step"])
+
+
+def survey_checkpoints(folder: str | os.PathLike) -> tuple[list[str], list[tuple[str, str]]]:
+    """The ``checkpoint-N`` folders of ``folder``, newest step first: (complete ones, [(incomplete one, why)])."""
+    folder = os.fspath(folder)
+    try:
+        entries = os.listdir(folder)
+    except FileNotFoundError:
+        return [], []
+    steps = {entry: int(match.group(1)) for entry in entries if (match := _CHECKPOINT_NAME.match(entry))}
+    complete: list[str] = []
+    incomplete: list[tuple[str, str]] = []
+    for entry in sorted(steps, key=steps.__getitem__, reverse=True):
+        path = os.path.join(folder, entry)
+        if not os.path.isdir(path):
+            continue
+        problem = checkpoint_problem(path)
+        if problem is None:
+            complete.append(path)
+        else:
+            incomplete.append((path, problem))
+    return complete, incomplete
+
+
+def find_resumable_checkpoint(folder: str | os.PathLike) -> tuple[str, int]:
+    """(path, step) of the newest complete checkpoint in ``folder``; newer incomplete ones are skipped with a
+    warning naming each and why. ValueError when there is none."""
+    complete, incomplete = survey_checkpoints(folder)
+    newest = checkpoint_step(complete[0]) if complete else None
+    for path, problem in incomplete:
+        if newest is None or _step_of(path) > newest:
+            logger.warning("Skipping the incomplete checkpoint %s (%s: interrupted while it was saved).", path, problem)
+    if not complete:
+        skipped = "; ".join(f"{os.path.basename(path)}: {problem}" for path, problem in incomplete)
+        detail = f" (incomplete: {skipped})" if skipped else ""
+        raise ValueError(f"No complete checkpoint to resume from in {os.fspath(folder)}{detail}")
+    logger.info("Resuming from %s (step %d), the newest complete checkpoint.", complete[0], newest)
+    return complete[0], newest
+
+
+def _step_of(checkpoint: str) -> int:
+    return int(_CHECKPOINT_NAME.match(os.path.basename(checkpoint)).group(1))
+
+
 __all__ = [
     "OPTIMIZER_STATE",
     "RNG_STATE",
     "SCALER_STATE",
     "SCHEDULER_STATE",
+    "TRAINER_STATE_FILE",
     "capture_rng_state",
+    "checkpoint_problem",
+    "checkpoint_step",
+    "find_resumable_checkpoint",
     "has_state",
     "load_state",
     "restore_rng_state",
     "rng_state_name",
     "save_state",
+    "survey_checkpoints",
 ]

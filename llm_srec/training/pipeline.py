@@ -19,8 +19,11 @@ from llm_srec.data import RecommendationData
 from llm_srec.evaluation.ranking import PROTOCOLS, NestedMetrics, RankingEvaluator
 from llm_srec.hub import write_model_card
 from llm_srec.modeling import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecConfig, SASRecModel
+from llm_srec.modeling.configuration_sasrec import read_json
 
+from . import checkpointing
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments, SASRecTrainingArguments
+from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .sasrec_trainer import SASRecTrainer
 from .trainer import LLMSRecTrainer, RankingTrainer
 
@@ -40,7 +43,7 @@ def load_model(path: str | os.PathLike, **backbone_kwargs: Any) -> SASRecModel |
     config_file = Path(path) / "config.json"
     if not config_file.is_file():
         raise FileNotFoundError(f"{path} is not a saved model folder (no config.json)")
-    model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    model_type = read_json(config_file).get("model_type")
     if model_type == SASRecConfig.model_type:
         if backbone_kwargs:
             raise ValueError(f"backbone options {sorted(backbone_kwargs)} do not apply to a SASRec model")
@@ -82,7 +85,8 @@ def _train(
     resume_from_checkpoint: str | bool | None,
 ) -> SASRecModel | LLMSRecForRecommendation:
     """Train on the train split with validation-based selection, save the (best) model with its card into
-    ``output_dir``, then rank the test users under both protocols and store them as the folder's metrics.json."""
+    ``output_dir``, then rank every test user under both protocols and store them as the folder's metrics.json.
+    ``resume_from_checkpoint=True`` resumes from the newest complete checkpoint in ``args.output_dir``."""
     trainer = trainer_class(
         model,
         args,
@@ -90,6 +94,10 @@ def _train(
         eval_dataset=data.splits["validation"],
         model_card_kwargs={"data_statistics": data.statistics(), **dict(model_card_kwargs or {})},
     )
+    if resume_from_checkpoint is True:  # the newest complete checkpoint: a killed save may have left a newer half one
+        resume_from_checkpoint, step = checkpointing.find_resumable_checkpoint(args.output_dir)
+        if trainer.is_world_process_zero():
+            print(f"Resuming from {resume_from_checkpoint} (step {step})", flush=True)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.save_model(os.fspath(output_dir))
     trained = trainer.accelerator.unwrap_model(trainer.model)
@@ -101,7 +109,7 @@ def _train(
             PROTOCOLS,
             args.num_eval_negatives,
             args.eval_seed,
-            args.max_eval_users,
+            None,  # every test user: max_eval_users subsamples validation only
             args.per_device_eval_batch_size,
             show_progress=not args.disable_tqdm,
         )
@@ -206,16 +214,22 @@ def train_llm_srec(
     evaluate_test: bool = True,
     model_card_kwargs: Mapping[str, Any] | None = None,
     resume_from_checkpoint: str | bool | None = None,
+    recipe: str | Recipe = DEFAULT_RECIPE,
 ) -> LLMSRecForRecommendation:
     """Train LLM-SRec on a frozen backbone and teacher, keep the best validation checkpoint, save it to
     ``output_dir`` (heads + teacher + processor, never the backbone) with its card and test metrics.
 
-    Arguments as `build_llm_srec` and `pretrain_sasrec`; ``args`` defaults to the paper's
-    `LLMSRecTrainingArguments` with checkpoints in ``output_dir/checkpoints``.
+    Arguments as `build_llm_srec` and `pretrain_sasrec`. ``recipe`` (a name in `llm_srec.training.recipes.RECIPES`
+    or a `Recipe`) sets the loss options under ``config_kwargs`` (which win) and, when ``args`` is None, the
+    training arguments (checkpoints in ``output_dir/checkpoints``).
     """
     data = load_data(data)
+    recipe = recipe if isinstance(recipe, Recipe) else get_recipe(recipe)
+    if args is None:
+        args = recipe.training_arguments(output_dir=os.path.join(os.fspath(output_dir), CHECKPOINTS_DIR))
     args = _arguments(LLMSRecTrainingArguments, args, output_dir)
-    model = build_llm_srec(data, sasrec, backbone, config_kwargs, backbone_kwargs, seed=args.seed)
+    model = build_llm_srec(data, sasrec, backbone, recipe.config_kwargs(config_kwargs), backbone_kwargs,
+                           seed=args.seed)
     return _train(LLMSRecTrainer, model, args, data, output_dir, evaluate_test, model_card_kwargs,
                   resume_from_checkpoint)
 

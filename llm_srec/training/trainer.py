@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -24,6 +23,7 @@ import torch
 from datasets import Dataset
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 from transformers.trainer_utils import speed_metrics
 
 from llm_srec.data.collators import LLMSRecCollator
@@ -32,10 +32,11 @@ from llm_srec.evaluation.ranking import NestedMetrics, RankingEvaluator, flatten
 from llm_srec.hub import write_model_card
 from llm_srec.modeling import LLMSRecForRecommendation, LLMSRecProcessor
 from llm_srec.modeling.modeling_llm_srec import LOSS_TERMS
+from llm_srec.modeling.modeling_sasrec import staged_model_folder
 
 from . import checkpointing
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments
-from .callbacks import CollatorEpochCallback
+from .callbacks import CollatorEpochCallback, QuietProgressCallback, TrainingLogCallback
 
 logger = logging.getLogger(__name__)
 
@@ -79,10 +80,18 @@ class RankingTrainer(Trainer):
             callbacks=callbacks,
             **kwargs,
         )
+        self._use_readable_logs()
         self.num_items = int(num_items)
         self.model_card_kwargs = dict(model_card_kwargs or {})
         self._evaluator = self._make_evaluator(eval_dataset) if eval_dataset is not None else None
         self.last_ranking_metrics: NestedMetrics | None = None
+
+    def _use_readable_logs(self) -> None:
+        """Swap `Trainer`'s raw log-dict printers for `TrainingLogCallback`'s one-line summaries."""
+        if self.pop_callback(PrinterCallback) is not None or self.pop_callback(ProgressCallback) is not None:
+            if not self.args.disable_tqdm:
+                self.add_callback(QuietProgressCallback)
+            self.add_callback(TrainingLogCallback)
 
     # ------------------------------------------------------------------------------------------- evaluation
     def _make_evaluator(self, dataset: Dataset) -> RankingEvaluator:
@@ -144,16 +153,29 @@ class RankingTrainer(Trainer):
 
     # ----------------------------------------------------------------------------------- saving the model
     def _save(self, output_dir: str | None = None, state_dict: dict[str, torch.Tensor] | None = None) -> None:
-        """The model's `save_pretrained` output, `training_args.json` and the model card (no `training_args.bin`)."""
+        """The model's `save_pretrained` output, `training_args.json` and the model card (no `training_args.bin`),
+        written together into a staging folder and renamed into place (`staged_model_folder`): the final model
+        folder is complete or untouched. In a checkpoint, `Trainer` then adds the optimizer, scheduler and RNG
+        state and, last, trainer_state.json, the mark of a complete checkpoint (`checkpointing.checkpoint_problem`).
+        """
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         if not self.args.should_save:
             return
-        os.makedirs(output_dir, exist_ok=True)
         model = self.accelerator.unwrap_model(self.model, keep_torch_compile=False)
-        model.save_pretrained(output_dir, state_dict=state_dict, is_main_process=True)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-        write_model_card(output_dir, training_args=self.args.to_dict(), **self.model_card_kwargs)
+        with staged_model_folder(output_dir) as staging:
+            model.save_pretrained(staging, state_dict=state_dict, is_main_process=True)
+            if self.processing_class is not None:
+                self.processing_class.save_pretrained(staging)
+            write_model_card(staging, training_args=self.args.to_dict(), **self.model_card_kwargs)
+
+    # ----------------------------------------------------------------------------------------- resuming
+    def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
+        """`Trainer.train`; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint in
+        ``args.output_dir`` (`checkpointing.find_resumable_checkpoint`), skipping ones a killed save left half
+        written, where `Trainer` would pick the newest folder and fail on it."""
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint, _ = checkpointing.find_resumable_checkpoint(self.args.output_dir)
+        return super().train(resume_from_checkpoint, *args, **kwargs)
 
     # --------------------------------------------------------------- trainer state without pickle files
     def _engine_owns_state(self) -> bool:
@@ -195,6 +217,8 @@ class RankingTrainer(Trainer):
             scaler.load_state_dict(checkpointing.load_state(checkpoint, checkpointing.SCALER_STATE))
 
     def _save_rng_state(self, output_dir: str) -> None:
+        if self.args.world_size > 1:  # every process writes its RNG state: after the main one renamed the folder in
+            self.accelerator.wait_for_everyone()
         name = checkpointing.rng_state_name(self.args.process_index, self.args.world_size)
         checkpointing.save_state(checkpointing.capture_rng_state(), output_dir, name)
 
