@@ -61,6 +61,13 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "transfer/dot": ("transfer", "teacher", {"similarity": "dot", "retrieval_temperature": 1.0}, {}),
     "transfer/all-positions": ("transfer", "teacher", {}, {"train_mode": "all"}),
     "transfer/score-distill-x4": ("transfer", "teacher", {"score_distillation_loss_weight": 4.0}, {}),
+    "transfer/score-distill-x16": ("transfer", "teacher", {"score_distillation_loss_weight": 16.0}, {}),
+    "transfer/score-distill-only": ("transfer", "teacher", {"score_distillation_loss_weight": 1.0,
+                                                            "retrieval_loss_weight": 0.0,
+                                                            "distillation_loss_weight": 0.0,
+                                                            "uniformity_loss_weight": 0.0}, {}),
+    "transfer/score-distill-x16+teacher-neg8": ("transfer", "teacher", {"score_distillation_loss_weight": 16.0},
+                                                 {"num_teacher_negatives": 8}),
     "transfer/score-distill-T4": ("transfer", "teacher", {"score_distillation_temperature": 4.0}, {}),
     "transfer/fixed-item-distill": ("transfer", "teacher", {"teacher_projection": "fixed",
                                                             "item_distillation_loss_weight": 1.0}, {}),
@@ -151,6 +158,8 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
     })
     result.setdefault("runs_by_variant", {})
+    if result["command"] not in result.setdefault("commands", []):
+        result["commands"].append(result["command"])  # every invocation that contributed runs to this file
     started = time.perf_counter()
     data = load_dataset(args.dataset)
     result["data"] = data.statistics()

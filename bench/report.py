@@ -164,7 +164,8 @@ def sasrec_table(result: dict[str, Any]) -> list[str]:
 def recipe_table(result: dict[str, Any]) -> list[str]:
     """One row per variant of a `bench/recipes.py` / `bench/oracle.py` file: mean ± std over seeds, and x teacher."""
     teacher = result["teacher"]["test"]
-    lines = [f"Command: `{result['command']}`; test users: {result['evaluation']['users']}; selection: "
+    commands = "; ".join(f"`{command}`" for command in result.get("commands", [result["command"]]))
+    lines = [f"Commands: {commands}. Test users: {result['evaluation']['users']}; selection: "
              f"{result['evaluation']['selection']}.", "",
              f"| model | seeds | {SAMPLED} NDCG@10 | HR@10 | {FULL} NDCG@10 | HR@10 | shuffled-training change |",
              "|---|---|---|---|---|---|---|",

@@ -22,7 +22,7 @@ from llm_srec.data import (
 )
 from llm_srec.evaluation import evaluate_ranking
 from llm_srec.evaluation.probe_report import format_cell, format_change, render_report
-from llm_srec.evaluation.probe_training import recipe_config_kwargs
+from llm_srec.training.probe_training import recipe_config_kwargs
 from llm_srec.evaluation.probes import (
     ABLATIONS,
     COLD,

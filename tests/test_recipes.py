@@ -285,3 +285,23 @@ def test_cli_train_takes_a_recipe_and_prints_one_readable_line_per_log(tmp_path,
     assert "{'loss'" not in out and "{'eval_" not in out  # no raw Trainer log dicts
     assert "step 1/2 (epoch" in out and "= retrieval" in out and "score-distill" in out
     assert "eval step 2/2" in out and "sampled(1+10, seed=0) NDCG@10" in out and "full-catalog NDCG@10" in out
+
+
+def test_teacher_negatives_are_the_teachers_top_items_outside_history_and_random_candidates(tiny_model):
+    from llm_srec.data import LLMSRecCollator
+
+    teacher = tiny_model.sasrec
+    collator = LLMSRecCollator(tiny_model.processor, sasrec_maxlen=20, num_negatives=3, seed=0, teacher=teacher,
+                               num_teacher_negatives=2)
+    features = [{"user_index": 0, "history": [1, 2, 3], "history_timestamps": [], "target": 4},
+                {"user_index": 1, "history": [5, 6], "history_timestamps": [], "target": 7}]
+    batch = collator(features)
+    candidates = batch["candidate_item_ids"]
+    assert candidates.shape == (2, 6) and batch["candidate_input_ids"].shape[0] == 12
+    for row, feature in enumerate(features):
+        scores = teacher.score(torch.tensor([[0] * 17 + feature["history"]][:1]))[0]
+        scores[[*feature["history"], feature["target"], *candidates[row, 1:4].tolist(), 0]] = float("-inf")
+        assert candidates[row, 4:].tolist() == scores.topk(2).indices.tolist()
+        assert not set(candidates[row, 1:].tolist()) & {*feature["history"], feature["target"]}
+    with pytest.raises(ValueError, match="needs a teacher"):
+        LLMSRecCollator(tiny_model.processor, num_teacher_negatives=2)

@@ -305,3 +305,25 @@ def test_trainers_refuse_the_wrong_model_or_arguments(small_data, tiny_backbone_
     with pytest.raises(ValueError, match="one datasets.Dataset"):
         LLMSRecTrainer(make_model(small_data, tiny_backbone_dir), llm_args(tmp_path),
                        train_dataset=small_data.splits["train"], eval_dataset={"validation": small_data.splits["validation"]})
+
+
+def test_full_determinism_makes_two_threaded_training_repeat_bit_for_bit(small_data, tmp_path):
+    """What the demo relies on to print the same table every run: with two CPU threads some gradient sums run in a
+    run-dependent order unless torch's deterministic kernels are on (`full_determinism=True`)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        weights = []
+        for run in range(2):
+            args = SASRecTrainingArguments(
+                output_dir=str(tmp_path / str(run)), num_train_epochs=2, per_device_train_batch_size=8,
+                eval_strategy="no", save_strategy="no", load_best_model_at_end=False, report_to="none",
+                disable_tqdm=True, full_determinism=True, seed=0,
+            )
+            model = make_teacher()
+            SASRecTrainer(model, args, train_dataset=small_data.splits["train"]).train()
+            weights.append({name: tensor.clone() for name, tensor in model.state_dict().items()})
+    finally:
+        torch.use_deterministic_algorithms(False)
+        torch.set_num_threads(threads)
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

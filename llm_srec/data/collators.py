@@ -82,6 +82,10 @@ class LLMSRecCollator(_EpochSeeded):
     prompts from `processor.encode_items`), `candidate_item_ids` (B, C) with the target in column 0, `labels` (B,)
     zeros. Negatives avoid the row's history and target and, when given, `known_items[user_index]` (e.g.
     `RecommendationData.sequences("train")`, to also avoid later items of all-positions examples).
+
+    With a ``teacher`` and ``num_teacher_negatives`` > 0, each row also gets the teacher's highest-scored items among
+    those it may use as negatives (after the random ones): the hard negatives a full-catalog ranking must order, so
+    score distillation sees where the teacher puts them. The teacher runs here, on CPU, without gradients.
     """
 
     def __init__(
@@ -91,6 +95,8 @@ class LLMSRecCollator(_EpochSeeded):
         num_negatives: int = 3,
         seed: int = 0,
         known_items: Sequence[np.ndarray] | None = None,
+        teacher: Any = None,
+        num_teacher_negatives: int = 0,
     ) -> None:
         super().__init__(seed)
         if processor.item_catalog is None:
@@ -102,6 +108,10 @@ class LLMSRecCollator(_EpochSeeded):
         self.sasrec_maxlen = int(sasrec_maxlen)
         self.num_negatives = int(num_negatives)
         self.known_items = known_items
+        if num_teacher_negatives < 0 or (num_teacher_negatives > 0 and teacher is None):
+            raise ValueError(f"num_teacher_negatives={num_teacher_negatives} needs a teacher and must be >= 0")
+        self.teacher = teacher
+        self.num_teacher_negatives = int(num_teacher_negatives)
 
     def _exclude(self, feature: dict[str, Any]) -> np.ndarray:
         own = np.asarray([*feature["history"], feature["target"]], dtype=np.int64)
@@ -120,6 +130,8 @@ class LLMSRecCollator(_EpochSeeded):
             ])
             for feature in features
         ]).astype(np.int64)
+        if self.num_teacher_negatives:
+            candidates = np.concatenate([candidates, self._teacher_negatives(features, candidates)], axis=1)
         items = self.processor.encode_items(candidates.reshape(-1).tolist(), return_tensors="pt")
         return {
             "input_ids": users["input_ids"],
@@ -131,3 +143,12 @@ class LLMSRecCollator(_EpochSeeded):
             "candidate_item_ids": torch.as_tensor(candidates, dtype=torch.long),
             "labels": torch.zeros(len(features), dtype=torch.long),
         }
+
+    @torch.no_grad()
+    def _teacher_negatives(self, features: list[dict[str, Any]], candidates: np.ndarray) -> np.ndarray:
+        """(B, num_teacher_negatives): per row, the teacher's top-scored items outside its exclusions and candidates."""
+        histories = left_pad([list(feature["history"]) for feature in features], self.sasrec_maxlen)
+        scores = self.teacher.score(histories)  # (B, num_items + 1), column 0 is -inf
+        for row, feature in enumerate(features):
+            scores[row, torch.as_tensor(np.concatenate([self._exclude(feature), candidates[row]]))] = float("-inf")
+        return scores.topk(self.num_teacher_negatives, dim=-1).indices.numpy().astype(np.int64)

@@ -21,7 +21,6 @@ The result of `run_probes` is the ``probe.json`` dict of a model folder (DESIGN.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -66,7 +65,9 @@ BREAKDOWNS = {TRANSITION_BREAKDOWN: (TRANSITION, NON_TRANSITION), WARM_COLD_BREA
 
 # The paper's ablations (Table 8 rows (a), (b); Table 12) as `LLMSRecConfig` overrides: no model code changes.
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "no_distillation_uniformity": {"distillation_loss_weight": 0.0, "uniformity_loss_weight": 0.0},
+    # No teacher signal at all: also without the score and item distillation of recipes that add them.
+    "no_distillation_uniformity": {"distillation_loss_weight": 0.0, "uniformity_loss_weight": 0.0,
+                                   "score_distillation_loss_weight": 0.0, "item_distillation_loss_weight": 0.0},
     "no_uniformity": {"uniformity_loss_weight": 0.0},
     "contrastive_distillation": {"distillation_loss": "contrastive"},
 }
@@ -86,11 +87,8 @@ def ablation_config_overrides(name: str) -> dict[str, Any]:
 
 def ablation_name(config: LLMSRecConfig) -> str | None:
     """The ablation a config implements (None for the full method), so a probed ablated model is labelled as such."""
-    parameters = inspect.signature(LLMSRecConfig.__init__).parameters
-    switches = {key for overrides in ABLATIONS.values() for key in overrides}
-    for name, overrides in ABLATIONS.items():
-        expected = {key: overrides.get(key, parameters[key].default) for key in switches}
-        if all(getattr(config, key) == value for key, value in expected.items()):
+    for name, overrides in ABLATIONS.items():  # most specific first: every switch of the ablation is set
+        if all(getattr(config, key) == value for key, value in overrides.items()):
             return name
     return None
 

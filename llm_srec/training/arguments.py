@@ -161,6 +161,9 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
     num_train_negatives (`int` or `None`, *optional*):
         Random negatives per training example (the retrieval loss ranks the target among ``1 + N``). `None` uses the
         model config's ``num_train_negatives`` (3, the code: 4 candidates).
+    num_teacher_negatives (`int`, *optional*, defaults to `0`):
+        Hard negatives per training example: the frozen teacher's top-scored items the user has not interacted with,
+        added after the random ones (0, the paper: none).
 
     > Parameters that control validation and the schedule
 
@@ -195,6 +198,9 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
     num_train_negatives: int | None = field(
         default=None, metadata={"help": "Negatives per training example; None: the model config's (3)."}
     )
+    num_teacher_negatives: int = field(
+        default=0, metadata={"help": "Teacher-ranked hard negatives per training example (0: none, the paper)."}
+    )
     eval_every_epoch_fraction: float | None = field(
         default=0.1, metadata={"help": "Validate every this fraction of an epoch (0.1); None: use eval_steps."}
     )
@@ -205,6 +211,8 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
     def __post_init__(self) -> None:
         if self.train_mode not in TRAIN_MODES:
             raise ValueError(f"train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
+        if self.num_teacher_negatives < 0:
+            raise ValueError(f"num_teacher_negatives must be >= 0, got {self.num_teacher_negatives}")
         if self.num_train_negatives is not None and self.num_train_negatives < 1:
             raise ValueError(f"num_train_negatives must be >= 1 or None, got {self.num_train_negatives}")
         if self.eval_every_epoch_fraction is not None and not 0 < self.eval_every_epoch_fraction <= 1:

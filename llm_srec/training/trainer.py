@@ -14,6 +14,7 @@ DeepSpeed/FSDP, logging and checkpoint rotation stay transformers', and only the
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Iterator, Mapping
@@ -282,6 +283,8 @@ class LLMSRecTrainer(RankingTrainer):
                 processor,
                 sasrec_maxlen=model.sasrec.config.max_position_embeddings,
                 num_negatives=model.config.num_train_negatives,
+                teacher=copy.deepcopy(model.sasrec).cpu().eval() if args.num_teacher_negatives else None,
+                num_teacher_negatives=args.num_teacher_negatives,
                 seed=args.seed,
                 known_items=known_items,
             )

@@ -21,10 +21,10 @@ from typing import Any
 from llm_srec.data import RecommendationData
 from llm_srec.hub import TRAINING_ARGS_FILE
 from llm_srec.modeling import LLMSRecConfig, LLMSRecForRecommendation, SASRecModel
-from llm_srec.training import LLMSRecTrainingArguments, RankingTrainingArguments, SASRecTrainingArguments
-from llm_srec.training.pipeline import CHECKPOINTS_DIR, pretrain_sasrec, train_llm_srec
+from llm_srec.evaluation.probes import ablation_config_overrides, shuffled_training_data
 
-from .probes import ablation_config_overrides, shuffled_training_data
+from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments, SASRecTrainingArguments
+from .pipeline import CHECKPOINTS_DIR, pretrain_sasrec, train_llm_srec
 
 logger = logging.getLogger(__name__)
 
