@@ -156,3 +156,25 @@ def test_demo_quick_runs_as_a_console_script(tmp_path):
     assert not (output / "model" / "checkpoints").exists()
     assert CardContext.from_folder(output / "model").metrics == llm
     assert summary["seconds"] < 120
+
+
+def test_a_teacher_never_ranks_another_catalog_of_the_same_size(workspace, tmp_path, capsys):
+    """Same item count, other items: evaluating the SASRec folder, or distilling it, is refused by fingerprint."""
+    from llm_srec.data import RecommendationData
+    from llm_srec.training.pipeline import build_llm_srec, load_model
+
+    config = SyntheticConfig(num_users=40, num_items=30, min_length=5, max_length=8, cycle_length=10, noise=0.1)
+    raw = generate_synthetic(config)
+    raw.frame["item"] = "other-" + raw.frame["item"]
+    raw.titles.index = "other-" + raw.titles.index
+    build_recommendation_data(raw).save_to_disk(tmp_path / "other")
+    other = RecommendationData.load_from_disk(tmp_path / "other")
+    assert other.num_items == 30 and other.catalog != RecommendationData.load_from_disk(workspace["data"]).catalog
+    capsys.readouterr()
+    code = main(["evaluate", "--model", str(workspace["sasrec"]), "--data", str(tmp_path / "other"),
+                 "--negatives", str(NEGATIVES), "--no-progress"])
+    error = capsys.readouterr().err
+    assert code == 2 and len(error.strip().splitlines()) == 1 and "Traceback" not in error
+    assert "was trained on another item catalog than the data (catalog fingerprint" in error
+    with pytest.raises(ValueError, match="another item catalog"):
+        build_llm_srec(other, load_model(workspace["sasrec"]), workspace["backbone"])

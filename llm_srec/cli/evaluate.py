@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.evaluation import format_metrics_table
     from llm_srec.hub import write_model_card
     from llm_srec.modeling import LLMSRecForRecommendation
-    from llm_srec.training.pipeline import evaluate_model, load_data
+    from llm_srec.training.pipeline import check_catalog, evaluate_model, load_data
 
     if args.update_card and args.split != "test":
         raise CLIError("--update-card stores test metrics (metrics.json is the test split); use --split test")
@@ -54,12 +54,12 @@ def run(args: argparse.Namespace) -> int:
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     data = load_data(args.data)
     model = load_saved_model(args.model, args.backbone, args.dtype)
-    if isinstance(model, LLMSRecForRecommendation):
-        catalog = model.processor.item_catalog if model.processor is not None else None
-        if catalog != data.catalog:
-            raise CLIError(f"{args.model} was trained on another item catalog than {args.data}")
-    elif model.config.num_items != data.num_items:
-        raise CLIError(f"{args.model} knows {model.config.num_items} items but {args.data} has {data.num_items}")
+    if isinstance(model, LLMSRecForRecommendation) and model.processor is None:
+        raise CLIError(f"{args.model} holds no processor (item catalog): it cannot rank {args.data}")
+    try:
+        check_catalog(model, data, str(args.model))
+    except ValueError as error:
+        raise CLIError(f"{error} ({args.data})") from error
     model.to(state.device)
     metrics = evaluate_model(
         model,

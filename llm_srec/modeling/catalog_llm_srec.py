@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -56,6 +57,10 @@ class ItemCatalog:
 
     def __repr__(self) -> str:
         return f"ItemCatalog(num_items={len(self)})"
+
+    def fingerprint(self) -> str:
+        """A short hash of the external ids in internal-id order: equal for catalogs that number items alike."""
+        return hashlib.sha256("\n".join(self._external_ids).encode("utf-8")).hexdigest()[:16]
 
     @property
     def external_ids(self) -> list[str]:

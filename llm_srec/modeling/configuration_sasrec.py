@@ -66,6 +66,8 @@ class SASRecConfig(PreTrainedConfig):
         layer_norm_eps: epsilon of every LayerNorm (1e-8 as the original code).
         loss_type: ``"bce"`` (one sampled negative per position, the paper) or ``"ce"`` (full-softmax cross-entropy
             over the whole catalog).
+        catalog_fingerprint: `ItemCatalog.fingerprint` of the catalog the model was trained on (set by
+            `pretrain_sasrec`), so a folder is never silently evaluated on another catalog of the same size.
     """
 
     model_type = "sasrec"
@@ -83,6 +85,7 @@ class SASRecConfig(PreTrainedConfig):
         attention_probs_dropout_prob: float = 0.1,
         layer_norm_eps: float = 1e-8,
         loss_type: str = "bce",
+        catalog_fingerprint: str | None = None,
         **kwargs: Any,
     ) -> None:
         if num_items is not None:
@@ -114,6 +117,7 @@ class SASRecConfig(PreTrainedConfig):
         self.attention_probs_dropout_prob = float(attention_probs_dropout_prob)
         self.layer_norm_eps = float(layer_norm_eps)
         self.loss_type = loss_type
+        self.catalog_fingerprint = catalog_fingerprint
         super().__init__(**kwargs)
 
 

@@ -53,6 +53,23 @@ def load_model(path: str | os.PathLike, **backbone_kwargs: Any) -> SASRecModel |
     raise ValueError(f"{config_file} has model_type {model_type!r}; expected 'sasrec' or 'llm_srec'")
 
 
+def check_catalog(model: SASRecModel | LLMSRecForRecommendation, data: RecommendationData, name: str = "the model"
+                  ) -> None:
+    """Raise a ValueError when ``model`` was trained on another item catalog than ``data``'s: the item count, the
+    teacher's recorded `ItemCatalog.fingerprint` (SASRec folders from `pretrain_sasrec`) and an LLM-SRec model's
+    processor catalog must all match, or every metric would silently rank the wrong items."""
+    teacher = model.sasrec if isinstance(model, LLMSRecForRecommendation) else model
+    if teacher.config.num_items != data.num_items:
+        raise ValueError(f"{name} knows {teacher.config.num_items} items but the data has {data.num_items}")
+    recorded, actual = teacher.config.catalog_fingerprint, data.catalog.fingerprint()
+    if recorded is not None and recorded != actual:
+        raise ValueError(f"{name} was trained on another item catalog than the data (catalog fingerprint {recorded}, "
+                         f"the data's {actual}): same item count, different items")
+    processor = getattr(model, "processor", None)
+    if processor is not None and processor.item_catalog is not None and processor.item_catalog != data.catalog:
+        raise ValueError(f"{name} was trained on another item catalog than the data (its processor's catalog differs)")
+
+
 def evaluate_model(
     model: SASRecModel | LLMSRecForRecommendation,
     data: RecommendationData,
@@ -68,6 +85,7 @@ def evaluate_model(
     stays where it is: place it on ``PartialState().device`` first in a distributed job)."""
     if split not in data.splits:
         raise ValueError(f"unknown split {split!r}; the data has {sorted(data.splits)}")
+    check_catalog(model, data)
     evaluator = RankingEvaluator(
         data.splits[split], data.num_items, protocols, num_negatives, seed, max_users, batch_size
     )
@@ -157,6 +175,7 @@ def pretrain_sasrec(
             raise ValueError(f"config.num_items={config.num_items} but the data has {data.num_items} items")
     else:
         config = SASRecConfig(**{**dict(config or {}), "num_items": data.num_items})
+    config.catalog_fingerprint = data.catalog.fingerprint()
     set_seed(args.seed)
     return _train(SASRecTrainer, SASRecModel(config), args, data, output_dir, evaluate_test, model_card_kwargs,
                   resume_from_checkpoint)
@@ -184,11 +203,7 @@ def build_llm_srec(
     teacher = sasrec if isinstance(sasrec, SASRecModel) else load_model(sasrec)
     if not isinstance(teacher, SASRecModel):
         raise ValueError(f"{sasrec} is not a SASRec model folder")
-    if teacher.config.num_items != data.num_items:
-        raise ValueError(
-            f"the SASRec teacher knows {teacher.config.num_items} items but the data has {data.num_items}: "
-            "pre-train it on this data"
-        )
+    check_catalog(teacher, data, "the SASRec teacher")
     backbone = os.fspath(backbone)
     if os.path.isdir(backbone):  # the config records it: an absolute path reloads from any working directory
         backbone = os.path.abspath(backbone)
@@ -237,6 +252,7 @@ def train_llm_srec(
 __all__ = [
     "CHECKPOINTS_DIR",
     "build_llm_srec",
+    "check_catalog",
     "evaluate_model",
     "load_data",
     "load_model",
