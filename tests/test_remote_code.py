@@ -39,6 +39,7 @@ logging.set_verbosity_error()
 model_folder, sasrec_folder, output_file = sys.argv[1:4]
 model = AutoModel.from_pretrained(model_folder, trust_remote_code=True)
 processor = AutoProcessor.from_pretrained(model_folder, trust_remote_code=True)
+model.processor = processor  # AutoModel + AutoProcessor, both remote code, attach to each other
 sasrec = AutoModel.from_pretrained(sasrec_folder, trust_remote_code=True).eval()
 with torch.no_grad():
     users = model.encode_users(**processor([[1, 2, 3], [10, 11]]))

@@ -382,8 +382,15 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         self._item_index = None
 
     def _check_processor(self, processor: LLMSRecProcessor) -> None:
-        if not isinstance(processor, LLMSRecProcessor):
-            raise ValueError(f"processor must be an LLMSRecProcessor, got {type(processor).__name__}.")
+        # As Hub remote code, AutoModel and AutoProcessor each import this folder's processing module under their own
+        # dynamic-module name, so the same class can arrive as two class objects: accept it by name and interface.
+        same_class = type(processor).__name__ == LLMSRecProcessor.__name__ and all(
+            hasattr(processor, name) for name in ("encode_items", "item_catalog", "history_token_id", "pad_token_id")
+        )
+        if not (isinstance(processor, LLMSRecProcessor) or same_class):
+            raise ValueError(
+                f"processor must be an LLMSRecProcessor, got {type(processor).__module__}.{type(processor).__name__}."
+            )
         config = self.config
         expected = {
             **config.prompt_templates,
