@@ -26,9 +26,12 @@ RANDOM_INIT_LABEL = "random-initialised tiny Llama (never pre-trained)"
 class DemoSettings:
     """Sizes of one demo run; `--quick` trades accuracy for time.
 
-    The recipe departs from the paper's where a random-initialised 64-wide backbone needs it to learn within a few
+    The settings depart from the paper's where a random-initialised 64-wide backbone needs it to learn within a few
     CPU minutes: every position of each training sequence is an example (``train_mode="all"``, App. E.3), the
-    prompt shows the last 5 items, and the learning rate is 3e-3.
+    prompt shows the last 2 items, and the learning rate is 3e-3. Why 2: the frozen random attention spreads
+    `[UserOut]`'s view nearly evenly over the prompt, so every extra item dilutes the last one, which decides the
+    synthetic next item (measured on the quick data, 6 epochs: 0.26 of sampled NDCG@10 with 5 items, 0.38 with 2,
+    against the teacher's 0.45).
     """
 
     num_users: int
@@ -36,15 +39,15 @@ class DemoSettings:
     sasrec_epochs: int
     llm_srec_epochs: float
     train_mode: str = "all"
-    history_length: int = 5
+    history_length: int = 2
     backbone_hidden_size: int = 64
     backbone_layers: int = 2
     learning_rate: float = 3e-3
     batch_size: int = 20
 
 
-FULL = DemoSettings(num_users=300, num_items=120, sasrec_epochs=20, llm_srec_epochs=5)
-QUICK = DemoSettings(num_users=150, num_items=120, sasrec_epochs=15, llm_srec_epochs=2)
+FULL = DemoSettings(num_users=300, num_items=120, sasrec_epochs=20, llm_srec_epochs=8)
+QUICK = DemoSettings(num_users=150, num_items=120, sasrec_epochs=15, llm_srec_epochs=4)
 # Small heads for the small backbone (the paper's are 2048 / 128 / 128 for a 3072-wide LLM).
 DEMO_HEADS = {"head_hidden_size": 64, "embedding_size": 32, "cf_hidden_size": 32}
 SASREC_CONFIG = {"max_position_embeddings": 32}
