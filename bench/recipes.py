@@ -112,10 +112,13 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
                 stats["vs_teacher"] = round(stats["mean"] / teacher[protocol][metric], 3)
                 row[f"{protocol}/{metric}"] = stats
         table[name] = row
+    runs_by_variant = result["runs_by_variant"]
     for name, row in table.items():
-        original = table.get(name.removesuffix("@shuffled"))
-        if name.endswith("@shuffled") and original:
-            before, after = original[f"{SAMPLED}/NDCG@10"]["mean"], row[f"{SAMPLED}/NDCG@10"]["mean"]
+        original = runs_by_variant.get(name.removesuffix("@shuffled"), {})
+        seeds = sorted(set(original) & set(runs_by_variant[name])) if name.endswith("@shuffled") else []
+        if seeds:  # the same seeds on both sides: a shuffled run is compared with its own original run
+            before = statistics.fmean(original[seed]["test"][SAMPLED]["NDCG@10"] for seed in seeds)
+            after = statistics.fmean(runs_by_variant[name][seed]["test"][SAMPLED]["NDCG@10"] for seed in seeds)
             row["shuffled_training_change"] = round((after - before) / before, 4)
     result["summary"] = table
     return table
