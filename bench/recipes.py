@@ -81,7 +81,6 @@ QUICK_VARIANTS = ["paper", "transfer", "transfer/bag"]
 
 def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed: int) -> LLMSRecTrainingArguments:
     settings = {
-        **RECIPES[recipe].training,
         "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs, "eval_every_epoch_fraction": 0.5,
         "early_stopping_patience": args.patience, "max_eval_users": args.val_users, "per_device_eval_batch_size": 256,
         "save_total_limit": 1, "report_to": [], "disable_tqdm": True, "seed": seed, "dataloader_num_workers": 0,
@@ -90,7 +89,7 @@ def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed:
         **({"max_steps": args.max_steps} if args.max_steps is not None else {}),
         **overrides,
     }
-    return LLMSRecTrainingArguments(**settings)
+    return RECIPES[recipe].training_arguments(**settings)
 
 
 def mean_std(runs: list[dict[str, Any]], protocol: str, metric: str) -> dict[str, float]:

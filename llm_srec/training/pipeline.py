@@ -21,7 +21,6 @@ from llm_srec.hub import write_model_card
 from llm_srec.modeling import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecConfig, SASRecModel
 from llm_srec.modeling.configuration_sasrec import read_json
 
-from . import checkpointing
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments, SASRecTrainingArguments
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .sasrec_trainer import SASRecTrainer
@@ -112,10 +111,6 @@ def _train(
         eval_dataset=data.splits["validation"],
         model_card_kwargs={"data_statistics": data.statistics(), **dict(model_card_kwargs or {})},
     )
-    if resume_from_checkpoint is True:  # the newest complete checkpoint: a killed save may have left a newer half one
-        resume_from_checkpoint, step = checkpointing.find_resumable_checkpoint(args.output_dir)
-        if trainer.is_world_process_zero():
-            print(f"Resuming from {resume_from_checkpoint} (step {step})", flush=True)
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     trainer.save_model(os.fspath(output_dir))
     trained = trainer.accelerator.unwrap_model(trainer.model)

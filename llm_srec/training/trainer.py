@@ -173,9 +173,11 @@ class RankingTrainer(Trainer):
     def train(self, resume_from_checkpoint: str | bool | None = None, *args: Any, **kwargs: Any) -> Any:
         """`Trainer.train`; ``resume_from_checkpoint=True`` resumes from the newest *complete* checkpoint in
         ``args.output_dir`` (`checkpointing.find_resumable_checkpoint`), skipping ones a killed save left half
-        written, where `Trainer` would pick the newest folder and fail on it."""
+        written, where `Trainer` would pick the newest folder and fail on it; the main process says which one."""
         if resume_from_checkpoint is True:
-            resume_from_checkpoint, _ = checkpointing.find_resumable_checkpoint(self.args.output_dir)
+            resume_from_checkpoint, step = checkpointing.find_resumable_checkpoint(self.args.output_dir)
+            if self.is_world_process_zero():
+                print(f"Resuming from {resume_from_checkpoint} (step {step})", flush=True)
         return super().train(resume_from_checkpoint, *args, **kwargs)
 
     # --------------------------------------------------------------- trainer state without pickle files
