@@ -37,6 +37,14 @@ from .modeling_sasrec import (
     incomplete_folder_message,
     staged_model_folder,
 )
+from .prefix_cache_llm_srec import (
+    ItemPrefixCache,
+    cache_argument,
+    has_dropout,
+    prefix_cache_unsupported_reason,
+    split_item_prompts,
+    stack_prefix_states,
+)
 from .processing_llm_srec import LLMSRecProcessor
 
 logger = logging.getLogger(__name__)
@@ -305,6 +313,9 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         if config.lora_config is not None:
             self._adapter_keys = self._inject_lora()
         self._check_prompt_budget(config.max_prompt_length)
+        self._prefix_cache_unsupported = prefix_cache_unsupported_reason(self.llm)
+        self._backbone_has_dropout = has_dropout(self.llm)
+        self._item_prefix_cache = ItemPrefixCache(config.item_prefix_cache_mb << 20)
         forward_parameters = inspect.signature(self.llm.forward).parameters
         self._backbone_takes = {
             name: name in forward_parameters for name in ("position_ids", "use_cache", "return_dict")
@@ -455,8 +466,8 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids {tuple(input_ids.shape)}."
             )
         history_mask = input_ids == history_id
-        output_mask = (input_ids == output_token_id) & attention_mask.bool()
-        output_counts = output_mask.sum(-1)
+        output_mask = input_ids == output_token_id
+        output_counts = (output_mask & attention_mask.bool()).sum(-1)
         if bool((output_counts != 1).any()):
             token = self.config.user_token if output_token_id == user_id else self.config.item_token
             raise ValueError(
@@ -481,6 +492,27 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         if self.state_override is not None:
             states = self.state_override(slot_item_ids, "user" if output_token_id == user_id else "item")
             return states.to(device=self.user_head[0].weight.device, dtype=torch.float32)
+        if output_token_id != user_id and self._uses_prefix_cache():
+            split = split_item_prompts(input_ids, attention_mask, history_id)
+            if all(split[0]):
+                return self._prefix_cached_states(*split, slot_item_ids, output_token_id, output_vector)
+        inputs_embeds = self._prompt_embeddings(input_ids, attention_mask, slot_item_ids, output_token_id, output_vector)
+        position_ids = self.backbone_position_ids(attention_mask)
+        return self._read_output_states(
+            inputs_embeds, attention_mask, position_ids, output_mask & attention_mask.bool(), None
+        )
+
+    def _prompt_embeddings(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        slot_item_ids: torch.LongTensor,
+        output_token_id: int,
+        output_vector: torch.Tensor,
+    ) -> torch.Tensor:
+        """The backbone's input embeddings with f_I(E_i) in the ``[HistoryEmb]`` slots and ``output_vector`` at the
+        output token (checked ids, on the backbone's device)."""
+        embedding = self.llm.get_input_embeddings()
         lookup_ids = self.backbone_lookup_ids(input_ids)
         if bool((lookup_ids >= embedding.num_embeddings).any()) or bool((lookup_ids < 0).any()):
             raise ValueError(
@@ -488,19 +520,34 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 "not belong to this backbone."
             )
         inputs_embeds = embedding(lookup_ids)
+        history_mask = input_ids == self.config.history_token_id
         if slot_item_ids.numel() > 0 and bool(history_mask.any()):
             item_vectors = self.item_projection(self.sasrec.item_embeddings[slot_item_ids[slot_item_ids > 0]])
             inputs_embeds = inputs_embeds.masked_scatter(
                 history_mask.unsqueeze(-1), item_vectors.to(inputs_embeds.dtype)
             )
-        inputs_embeds = torch.where(
-            output_mask.unsqueeze(-1), output_vector.to(device=device, dtype=inputs_embeds.dtype), inputs_embeds
+        output_mask = (input_ids == output_token_id) & attention_mask.bool()
+        return torch.where(
+            output_mask.unsqueeze(-1), output_vector.to(device=inputs_embeds.device, dtype=inputs_embeds.dtype),
+            inputs_embeds,
         )
+
+    def _read_output_states(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        position_ids: torch.Tensor | None,
+        output_mask: torch.Tensor,
+        cache: Any,
+    ) -> torch.Tensor:
+        """Run the backbone and return its last hidden state at each row's output token, in float32."""
         kwargs: dict[str, Any] = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
-        position_ids = self.backbone_position_ids(attention_mask)
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
-        if self._backbone_takes["use_cache"]:
+        if cache is not None:
+            kwargs[cache_argument(self.llm)] = cache
+            kwargs["use_cache"] = True
+        elif self._backbone_takes["use_cache"]:
             kwargs["use_cache"] = False
         if self._backbone_takes["return_dict"]:
             kwargs["return_dict"] = True
@@ -515,6 +562,49 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         positions = output_mask.int().argmax(-1).to(hidden_states.device)
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
         return hidden_states[rows, positions].to(device=self.user_head[0].weight.device, dtype=torch.float32)
+
+    def _uses_prefix_cache(self) -> bool:
+        """Whether item prompts reuse cached prefix states now (see `llm_srec.modeling.prefix_cache_llm_srec`)."""
+        if self.config.item_prefix_cache_mb == 0 or self._prefix_cache_unsupported or self._adapter_keys:
+            return False
+        if self.llm.training and self._backbone_has_dropout:
+            return False
+        if not (self.training and torch.is_grad_enabled()):
+            return True
+        # gradient checkpointing drops a passed cache (transformers' GradientCheckpointingLayer)
+        return not any(getattr(module, "gradient_checkpointing", False) is True for module in self.llm.modules())
+
+    def _prefix_cached_states(
+        self,
+        prefixes: list[tuple[int, ...]],
+        suffixes: list[list[int]],
+        slot_item_ids: torch.LongTensor,
+        output_token_id: int,
+        output_vector: torch.Tensor,
+    ) -> torch.Tensor:
+        """Output states of item prompts whose prefixes come from the cache: only the suffixes (slot onwards) run,
+        each at the positions it has in its full prompt, attending to its own prefix."""
+        embedding = self.llm.get_input_embeddings()
+        pad_id = self.config.llm_pad_token_id
+        self._item_prefix_cache.max_bytes = self.config.item_prefix_cache_mb << 20
+        entries = self._item_prefix_cache.states(self.llm, prefixes, embedding, pad_id)
+        cache, prefix_mask, prefix_lengths = stack_prefix_states(entries)
+        device = embedding.weight.device
+        width = max(len(suffix) for suffix in suffixes)
+        suffix_ids = torch.full((len(suffixes), width), pad_id, dtype=torch.long, device=device)
+        suffix_mask = torch.zeros_like(suffix_ids)
+        for row, suffix in enumerate(suffixes):
+            suffix_ids[row, : len(suffix)] = torch.as_tensor(suffix, device=device)
+            suffix_mask[row, : len(suffix)] = 1
+        inputs_embeds = self._prompt_embeddings(suffix_ids, suffix_mask, slot_item_ids, output_token_id, output_vector)
+        position_ids = prefix_lengths.to(device).unsqueeze(1) + torch.arange(width, device=device)
+        attention_mask = torch.cat([prefix_mask.to(device), suffix_mask], dim=1)
+        output_mask = (suffix_ids == output_token_id) & suffix_mask.bool()
+        return self._read_output_states(inputs_embeds, attention_mask, position_ids, output_mask, cache)
+
+    def clear_item_prefix_cache(self) -> None:
+        """Forget the cached item-prompt prefix states (call after changing the backbone's weights in place)."""
+        self._item_prefix_cache.clear()
 
     def backbone_lookup_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """``input_ids`` with the three special tokens replaced by the pad id: their rows of the frozen embedding are

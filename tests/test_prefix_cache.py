@@ -1,0 +1,118 @@
+"""The item-prompt prefix cache gives the full forward's scores and gradients, and falls back where it cannot."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llm_srec.modeling.prefix_cache_llm_srec import ItemPrefixCache, split_item_prompts
+
+ALL_ITEMS = list(range(1, 17))
+
+
+def _encode_all(model, cache_mb: int) -> torch.Tensor:
+    model.config.item_prefix_cache_mb = cache_mb
+    batch = model.processor.encode_items(ALL_ITEMS)
+    with torch.no_grad():
+        return model.encode_items(batch["input_ids"], batch["attention_mask"], batch["item_ids"])
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_cached_item_vectors_equal_the_full_forward(make_tiny_model, kind, padding_side):
+    model = make_tiny_model(kind)
+    model.processor.tokenizer.padding_side = padding_side
+    full = _encode_all(model, 0)
+    assert len(model._item_prefix_cache) == 0
+    first = _encode_all(model, 64)
+    cache = model._item_prefix_cache
+    assert (cache.misses, cache.hits) == (len(ALL_ITEMS), 0)
+    second = _encode_all(model, 64)
+    assert (cache.misses, cache.hits) == (len(ALL_ITEMS), len(ALL_ITEMS))
+    torch.testing.assert_close(first, full)
+    torch.testing.assert_close(second, full)
+    assert not torch.equal(full[0], full[1])
+
+
+def test_cached_training_step_has_the_full_forward_loss_and_gradients(make_tiny_model, make_training_batch, ordered_task):
+    model = make_tiny_model("llama").train()
+    batch = make_training_batch(
+        model, ordered_task["histories"][:4], ordered_task["targets"][:4], ordered_task["negatives"][:4]
+    )
+    results = []
+    for cache_mb in (0, 64, 64):  # off, cold cache, warm cache
+        model.config.item_prefix_cache_mb = cache_mb
+        model.zero_grad()
+        output = model(**batch)
+        output.loss.backward()
+        gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.requires_grad}
+        results.append((output.loss.detach(), gradients))
+    assert model._item_prefix_cache.hits > 0
+    assert model.item_projection[0].weight.grad.abs().sum() > 0
+    for loss, gradients in results[1:]:
+        torch.testing.assert_close(loss, results[0][0])
+        for name, gradient in gradients.items():
+            torch.testing.assert_close(gradient, results[0][1][name], msg=name)
+
+
+def test_recommendations_are_the_same_with_the_cache(make_tiny_model):
+    model = make_tiny_model("llama")
+    histories = [["I01", "I02", "I03"], ["I09", "I04"]]
+    model.config.item_prefix_cache_mb = 0
+    expected = model.recommend(histories, k=5)
+    model.config.item_prefix_cache_mb = 64
+    model.refresh_item_index()
+    got = model.recommend(histories, k=5)
+    assert [r.item_ids for r in got] == [r.item_ids for r in expected]
+    torch.testing.assert_close(torch.tensor([r.scores for r in got]), torch.tensor([r.scores for r in expected]))
+
+
+def test_bidirectional_backbone_runs_the_full_forward(make_tiny_model):
+    model = make_tiny_model("bert")
+    assert "not a causal decoder" in model._prefix_cache_unsupported
+    _encode_all(model, 64)
+    assert len(model._item_prefix_cache) == 0
+
+
+def test_lora_backbone_runs_the_full_forward(make_tiny_model):
+    pytest.importorskip("peft")
+    model = make_tiny_model("llama", lora_config={"r": 2, "target_modules": ["q_proj", "v_proj"]})
+    _encode_all(model, 64)
+    assert len(model._item_prefix_cache) == 0
+
+
+def test_dropout_and_gradient_checkpointing_fall_back_while_training(make_tiny_model, make_training_batch, ordered_task):
+    gpt2 = make_tiny_model("gpt2").train()
+    assert gpt2._backbone_has_dropout
+    _encode_all(gpt2, 64)  # train mode: GPT-2's dropout is active, so its prefix states are not fixed
+    assert len(gpt2._item_prefix_cache) == 0
+    gpt2.eval()
+    _encode_all(gpt2, 64)
+    assert len(gpt2._item_prefix_cache) == len(ALL_ITEMS)
+
+    llama = make_tiny_model("llama").train()
+    llama.llm.activation_checkpointing_enable()
+    batch = make_training_batch(
+        llama, ordered_task["histories"][:2], ordered_task["targets"][:2], ordered_task["negatives"][:2]
+    )
+    llama(**batch).loss.backward()
+    assert len(llama._item_prefix_cache) == 0
+
+
+def test_cache_is_bounded_and_least_recently_used_goes_first():
+    entry = (torch.zeros(2, 1, 4, 8),)  # 256 bytes
+    cache = ItemPrefixCache(max_bytes=3 * 256)
+    for key in range(4):
+        cache._store((key,), entry)
+    assert len(cache) == 3 and cache.nbytes == 3 * 256
+    assert (0,) not in cache._entries
+    cache._store((9,), (torch.zeros(2, 1, 40, 8),))  # larger than the bound: not kept
+    assert (9,) not in cache._entries and cache.nbytes <= cache.max_bytes
+
+
+def test_split_item_prompts_ignores_padding_on_either_side():
+    ids = torch.tensor([[5, 6, 7, 99, 8, 0, 0], [0, 0, 5, 6, 99, 8, 1]])
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1, 1]])
+    prefixes, suffixes = split_item_prompts(ids, mask, slot_token_id=99)
+    assert prefixes == [(5, 6, 7), (5, 6)]
+    assert suffixes == [[99, 8], [99, 8, 1]]
