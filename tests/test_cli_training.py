@@ -66,6 +66,7 @@ def test_pretrain_and_train_write_model_folders_with_cards_and_test_metrics(work
     assert args["max_steps"] == 3 and args["eval_steps"] == 2 and args["learning_rate"] == 1e-3
     model = LLMSRecForRecommendation.from_pretrained(workspace["model"])
     assert model.config.history_length == 5 and model.config.embedding_size == 16
+    assert model.item_index is not None and model.item_index.shape == (len(model.processor.item_catalog), 16)
 
 
 def test_evaluate_reproduces_the_training_runs_test_metrics_and_updates_the_card(workspace, tmp_path, capsys):

@@ -49,17 +49,18 @@ logger = logging.getLogger(__name__)
 
 PROCESSOR_CONFIG_FILE = "processor_config.json"  # written by LLMSRecProcessor.save_pretrained
 # The top-level files a push uploads: what `save_pretrained` writes (config, weights or their shards and index,
-# processor settings, item catalog and tokenizer files), the trainer's training_args.json, and the card with its
-# inputs. Anything else in the folder stays local unless it is named in `extra_files`.
+# item index, processor settings, item catalog and tokenizer files), the trainer's training_args.json, and the card
+# with its inputs. Anything else in the folder stays local unless it is named in `extra_files`.
 MODEL_FILES: frozenset[str] = frozenset({
-    CONFIG_FILE, "model.safetensors", "model.safetensors.index.json", PROCESSOR_CONFIG_FILE, ITEM_CATALOG_FILE,
-    "tokenizer.json", "tokenizer_config.json", "tokenizer.model", "special_tokens_map.json", "added_tokens.json",
+    CONFIG_FILE, "model.safetensors", "model.safetensors.index.json", "item_index.safetensors",
+    PROCESSOR_CONFIG_FILE, ITEM_CATALOG_FILE, "tokenizer.json", "tokenizer_config.json", "tokenizer.model",
+    "special_tokens_map.json", "added_tokens.json",
     "chat_template.jinja", README_FILE, CARD_FILE, METRICS_FILE, PROBE_FILE, DATA_STATISTICS_FILE,
     TRAINING_ARGS_FILE,
 })
 # Weight shards, and the remote-code sources that `custom_object_save` copies next to the config.
 MODEL_FILE_PATTERNS: tuple[str, ...] = (
-    "model-*-of-*.safetensors", "configuration_*.py", "modeling_*.py", "processing_*.py", "catalog_*.py",
+    "model-*-of-*.safetensors", "*_llm_srec.py", "*_sasrec.py",
 )
 # Names that look like credentials (matched case-insensitively): never uploaded, not even on request. The
 # tokenizer files of MODEL_FILES are the only exception to `*token*`.

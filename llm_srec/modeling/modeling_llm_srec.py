@@ -29,6 +29,13 @@ from transformers.utils import ModelOutput, cached_file, is_peft_available
 
 from .catalog_llm_srec import ITEM_CATALOG_NAME
 from .configuration_llm_srec import LLMSRecConfig
+from .item_index_llm_srec import (
+    ITEM_INDEX_NAME,
+    item_index_fingerprint,
+    item_side_tensors,
+    load_item_index,
+    save_item_index,
+)
 from .modeling_sasrec import (
     INTERRUPTED_SAVE,
     ModelCardPushMixin,
@@ -238,6 +245,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         super().__init__(config)
         self._processor: LLMSRecProcessor | None = None
         self._item_index: torch.Tensor | None = None
+        self._item_index_state: tuple | None = None
         self._adapter_keys: frozenset[str] = frozenset()
         # Diagnostics only (`llm_srec.evaluation.oracle`): a callable (slot_item_ids, "user" | "item") -> states
         # that replaces the backbone's output-token states. None, the default, runs the backbone.
@@ -833,9 +841,11 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
 
     @torch.no_grad()
     def refresh_item_index(self, batch_size: int = 64) -> torch.Tensor:
-        """(Re)compute f_item for every catalog item, ``(num_items, d')``, and cache it for `recommend`.
+        """(Re)compute f_item for every catalog item, ``(num_items, d')``, and keep it for `recommend`, evaluation
+        and `save_pretrained` (which writes it as ``item_index.safetensors``).
 
-        Call it again after changing the weights outside `train()` (which clears the cache).
+        An index is dropped as soon as the item-side weights or the catalog change (`train()`, an optimizer step,
+        `load_state_dict`, another catalog), so it is never stale.
         """
         processor = self._require_processor()
         num_items = len(processor.item_catalog)
@@ -844,6 +854,22 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             batch = processor.encode_items(list(range(start, min(start + batch_size, num_items + 1))))
             chunks.append(self.encode_items(batch["input_ids"], batch["attention_mask"], batch["item_ids"]))
         self._item_index = torch.cat(chunks)
+        self._item_index_state = self._current_index_state()
+        return self._item_index
+
+    def _current_index_state(self) -> tuple:
+        """A cheap key that changes whenever an item-side tensor is modified in place or replaced, or the
+        processor or its catalog is swapped (tensor version counters; the full check is `item_index_fingerprint`)."""
+        processor = self._processor
+        catalog = None if processor is None else processor.item_catalog
+        tensors = tuple((name, tensor.data_ptr(), tensor._version) for name, tensor in item_side_tensors(self))
+        return (id(processor), id(catalog), tensors)
+
+    @property
+    def item_index(self) -> torch.Tensor | None:
+        """The catalog's item vectors ``(num_items, d')`` when they are up to date with the model, else None."""
+        if self._item_index is not None and self._item_index_state != self._current_index_state():
+            self._item_index = self._item_index_state = None
         return self._item_index
 
     @torch.no_grad()
@@ -888,7 +914,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             )
             for start in starts
         ]
-        index = self._item_index if self._item_index is not None else self.refresh_item_index(batch_size)
+        index = self.item_index if self.item_index is not None else self.refresh_item_index(batch_size)
         results: list[Recommendation] = []
         for start, batch in zip(starts, batches):
             chunk = internal[start : start + batch_size]
@@ -974,6 +1000,8 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                     os.path.join(staging, WEIGHTS_NAME),
                     metadata={"format": "pt"},
                 )
+                if state_dict is None and self.item_index is not None:
+                    save_item_index(staging, self.item_index, item_index_fingerprint(self))
         if push_to_hub:
             for ignored in ("max_shard_size", "safe_serialization", "variant"):
                 kwargs.pop(ignored, None)
@@ -1077,7 +1105,32 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         elif isinstance(processor, LLMSRecProcessor):
             model.processor = processor
         model.eval()
+        if model.processor is not None and model.processor.item_catalog is not None:
+            index_file = cached_file(
+                pretrained_model_name_or_path, ITEM_INDEX_NAME, _raise_exceptions_for_missing_entries=False,
+                **hub_kwargs,
+            )
+            if index_file is not None:
+                model._load_item_index(index_file)
         return model
+
+    def _load_item_index(self, path: str) -> None:
+        """Use a saved item index when its fingerprint matches this model, else log that it is stale and ignore it
+        (the index is then rebuilt on first use)."""
+        try:
+            index, fingerprint = load_item_index(path)
+        except ValueError as error:
+            logger.warning("%s; the item index is rebuilt on first use.", error)
+            return
+        expected_shape = (len(self.processor.item_catalog), self.config.embedding_size)
+        if tuple(index.shape) != expected_shape or fingerprint != item_index_fingerprint(self):
+            logger.warning(
+                "Ignoring the stale item index %s: it was computed for other item-side weights, backbone or catalog; "
+                "the index is rebuilt on first use.", path,
+            )
+            return
+        self._item_index = index.to(self.user_out_embedding.device)
+        self._item_index_state = self._current_index_state()
 
 
 def _has_saved_processor(

@@ -104,8 +104,8 @@ _INNER_STAGING = ".llm_srec-saving-"  # staging inside the folder, when it canno
 _MODEL_FILES = frozenset({
     "config.json", "generation_config.json", _WEIGHTS_INDEX_NAME, "processor_config.json",
     "preprocessor_config.json", "item_catalog.json", "special_tokens_map.json", "added_tokens.json", "merges.txt",
-    "spiece.model", "README.md", "card.json", "metrics.json", "probe.json", "data_statistics.json",
-    "training_args.json", "trainer_state.json",
+    "spiece.model", "item_index.safetensors", "README.md", "card.json", "metrics.json", "probe.json",
+    "data_statistics.json", "training_args.json", "trainer_state.json",
 })
 _MODEL_FILE_PATTERNS = (
     "model*.safetensors", "tokenizer*", "vocab.*", "chat_template*", "optimizer.*", "scheduler.*", "scaler.*",

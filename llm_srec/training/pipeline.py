@@ -112,8 +112,11 @@ def _train(
         model_card_kwargs={"data_statistics": data.statistics(), **dict(model_card_kwargs or {})},
     )
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    trained = trainer.accelerator.unwrap_model(trainer.model).eval()
+    if isinstance(trained, LLMSRecForRecommendation) and trainer.accelerator.num_processes == 1:
+        # saved as item_index.safetensors; the test ranking, `recommend` and `evaluate` reuse it
+        trained.refresh_item_index(args.per_device_eval_batch_size)
     trainer.save_model(os.fspath(output_dir))
-    trained = trainer.accelerator.unwrap_model(trainer.model)
     if evaluate_test:
         metrics = evaluate_model(
             trained,
@@ -128,7 +131,7 @@ def _train(
         )
         if args.should_save:
             write_model_card(output_dir, metrics=metrics)
-    return trained.eval()
+    return trained
 
 
 def _arguments(
