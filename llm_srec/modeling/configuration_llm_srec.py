@@ -169,6 +169,8 @@ class LLMSRecConfig(PreTrainedConfig):
         backbone_dtype: dtype used to load the backbone when `from_pretrained` gets none.
         item_prefix_cache_mb: memory bound (MiB) of the item-prompt prefix key/value cache of a causal backbone
             (`llm_srec.modeling.prefix_cache_llm_srec`); 0 turns it off. Scores are the same with and without it.
+        group_prompts_by_length: run a batch's prompts through the backbone in groups of similar length, each trimmed
+            to its longest (`llm_srec.modeling.length_groups_llm_srec`); same scores, less padding.
     """
 
     model_type = "llm_srec"
@@ -217,6 +219,7 @@ class LLMSRecConfig(PreTrainedConfig):
         max_prompt_length: int = 1024,
         backbone_dtype: str = "auto",
         item_prefix_cache_mb: int = 1024,
+        group_prompts_by_length: bool = True,
         **kwargs: Any,
     ) -> None:
         if not isinstance(llm_name_or_path, str) or not llm_name_or_path:
@@ -268,6 +271,8 @@ class LLMSRecConfig(PreTrainedConfig):
                 f"LLMSRecConfig.item_prefix_cache_mb must be a non-negative integer (0 turns the cache off), got "
                 f"{item_prefix_cache_mb!r}."
             )
+        if not isinstance(group_prompts_by_length, bool):
+            raise ValueError(f"group_prompts_by_length must be True or False, got {group_prompts_by_length!r}.")
         if backbone_dtype not in BACKBONE_DTYPES:
             raise ValueError(f"backbone_dtype must be one of {BACKBONE_DTYPES}, got {backbone_dtype!r}.")
         for name, value in (
@@ -332,6 +337,7 @@ class LLMSRecConfig(PreTrainedConfig):
         self.max_prompt_length = max_prompt_length
         self.backbone_dtype = backbone_dtype
         self.item_prefix_cache_mb = item_prefix_cache_mb
+        self.group_prompts_by_length = group_prompts_by_length
         super().__init__(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from .item_index_llm_srec import (
     load_item_index,
     save_item_index,
 )
+from .length_groups_llm_srec import length_groups
 from .modeling_sasrec import (
     INTERRUPTED_SAVE,
     ModelCardPushMixin,
@@ -505,10 +506,25 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             if all(split[0]):
                 return self._prefix_cached_states(*split, slot_item_ids, output_token_id, output_vector)
         inputs_embeds = self._prompt_embeddings(input_ids, attention_mask, slot_item_ids, output_token_id, output_vector)
-        position_ids = self.backbone_position_ids(attention_mask)
-        return self._read_output_states(
-            inputs_embeds, attention_mask, position_ids, output_mask & attention_mask.bool(), None
-        )
+        output_mask = output_mask & attention_mask.bool()
+        groups = [list(range(input_ids.shape[0]))]
+        if self.config.group_prompts_by_length:
+            groups = length_groups(attention_mask.sum(-1).tolist())
+        if len(groups) == 1:
+            position_ids = self.backbone_position_ids(attention_mask)
+            return self._read_output_states(inputs_embeds, attention_mask, position_ids, output_mask, None)
+        parts = []
+        for rows in groups:  # each group trimmed to its own longest prompt (the padding is one contiguous side)
+            index = torch.as_tensor(rows, device=device)
+            mask = attention_mask[index]
+            columns = mask.any(0).nonzero().flatten().tolist()
+            kept = slice(columns[0], columns[-1] + 1)
+            mask = mask[:, kept]
+            parts.append(self._read_output_states(
+                inputs_embeds[index, kept], mask, self.backbone_position_ids(mask), output_mask[index, kept], None
+            ))
+        order = torch.as_tensor([row for rows in groups for row in rows], device=parts[0].device)
+        return torch.cat(parts)[torch.argsort(order)]
 
     def _prompt_embeddings(
         self,
