@@ -26,6 +26,7 @@ from llm_srec import (
     SASRecConfig,
     SASRecModel,
 )
+from llm_srec.modeling.length_groups_llm_srec import length_groups
 
 KINDS = ["llama", "gpt2", "bert"]
 TRAINABLE = {"item_projection", "user_head", "item_head", "cf_user_head", "user_out_embedding", "item_out_embedding"}
@@ -170,7 +171,10 @@ def test_gradient_checkpointing_through_the_frozen_backbone_reaches_the_injected
         original = layer._gradient_checkpointing_func
         layer._gradient_checkpointing_func = lambda *a, _f=original, **k: calls.append(1) or _f(*a, **k)
     checkpointed = gradients()
-    assert len(calls) == 2 * len(layers)  # the user forward and the candidate forward
+    forwards = sum(  # the user and the candidate prompts, each in its length groups
+        len(length_groups(batch[key].sum(-1).tolist())) for key in ("attention_mask", "candidate_attention_mask")
+    )
+    assert len(calls) == forwards * len(layers)
     for name in ("user_out_embedding", "item_out_embedding", "item_projection.0.weight", "item_projection.3.weight"):
         assert checkpointed[name].abs().sum() > 0
     for name in plain:
@@ -262,7 +266,7 @@ def test_scores_do_not_depend_on_the_batch_or_the_padding_side(make_tiny_model, 
 
 def test_explicit_position_ids_only_for_left_padded_batches(make_tiny_model):
     """Right-padded batches keep the backbone's default positions (rotary tables computed once, not per row)."""
-    model = make_tiny_model("llama")
+    model = make_tiny_model("llama", group_prompts_by_length=False)  # one padded batch, one backbone call
     processor = model.processor
     seen = []
     hook = model.llm.register_forward_pre_hook(

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset
 
 from .sampling import sample_negatives, user_rng
 from .transforms import POSITION
@@ -25,6 +26,26 @@ def left_pad(sequences: Sequence[Sequence[int]], length: int) -> torch.Tensor:
         if kept:
             batch[row, length - len(kept):] = torch.as_tensor(kept, dtype=torch.long)
     return batch
+
+
+def user_prompt_lengths(
+    processor: Any,
+    histories: Sequence[Sequence[int]],
+    timestamps: Sequence[Sequence[int] | None] | None = None,
+    batch_size: int = 1024,
+) -> list[int]:
+    """Token length of each user prompt as ``processor(histories, timestamps)`` renders it (after its token-budget
+    truncation), the key that length-grouped batching sorts on. Empty timestamp lists render without times, as in
+    `LLMSRecCollator` and `LLMSRecEncoder`."""
+    if timestamps is not None and len(timestamps) != len(histories):
+        raise ValueError(f"Got {len(timestamps)} timestamps for {len(histories)} histories.")
+    lengths: list[int] = []
+    for start in range(0, len(histories), batch_size):
+        chunk = [list(history) for history in histories[start : start + batch_size]]
+        times = None if timestamps is None else [list(t or []) or None for t in timestamps[start : start + batch_size]]
+        masks = processor(chunk, timestamps=times, return_tensors=None)["attention_mask"]
+        lengths.extend(int(sum(mask)) for mask in masks)
+    return lengths
 
 
 class _EpochSeeded:
@@ -112,6 +133,12 @@ class LLMSRecCollator(_EpochSeeded):
             raise ValueError(f"num_teacher_negatives={num_teacher_negatives} needs a teacher and must be >= 0")
         self.teacher = teacher
         self.num_teacher_negatives = int(num_teacher_negatives)
+
+    def prompt_lengths(self, rows: Dataset) -> list[int]:
+        """Token length of each row's user prompt as `__call__` renders it (``rows``: a split with ``history`` and
+        ``history_timestamps``), e.g. the lengths of length-grouped training batches."""
+        columns = rows.select_columns(["history", "history_timestamps"])[:]
+        return user_prompt_lengths(self.processor, columns["history"], columns["history_timestamps"])
 
     def _exclude(self, feature: dict[str, Any]) -> np.ndarray:
         own = np.asarray([*feature["history"], feature["target"]], dtype=np.int64)

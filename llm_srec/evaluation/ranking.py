@@ -4,10 +4,16 @@ Why one evaluator for both models: the paper compares LLM-SRec with its teacher,
 users, the same seeded candidate lists and the same tie rule. A model only has to say how it encodes items and
 users (`SASRecEncoder`, `LLMSRecEncoder`); everything else (candidates, scoring, ranks, reduction) is shared.
 
-Per evaluation the item index (every catalog item through the model's item side) is computed once, split across
-processes in fixed batches and gathered; users are then scored against it in fixed batches, also split across
+Per evaluation the item index (the items the protocols read, through the model's item side) is computed once, split
+across processes in fixed batches and gathered; users are then scored against it in fixed batches, also split across
 processes. Because a batch holds the same items/users whatever the process count, every process count gives the
 same scores, and `RankingMetrics` (keyed by `user_index`) counts each user exactly once.
+
+Why the batches are ordered: a batch of user prompts is padded to its longest prompt, so users are batched by prompt
+length (longest first) when the encoder can say how long its prompts are (an optional
+``prompt_lengths(histories, timestamps)``); the order is computed once from the split alone, so it is the same on
+every process. Under the sampled protocol alone only the candidates' union is encoded: the other index rows are never
+read and stay zero.
 
 Protocols (labels from `llm_srec.evaluation.metrics`):
 
@@ -32,7 +38,7 @@ from accelerate.utils import gather, pad_across_processes
 from datasets import Dataset
 from tqdm.auto import tqdm
 
-from llm_srec.data.collators import left_pad
+from llm_srec.data.collators import left_pad, user_prompt_lengths
 from llm_srec.data.sampling import sample_negatives, user_rng
 from llm_srec.modeling import LLMSRecForRecommendation, LLMSRecProcessor, SASRecModel
 
@@ -60,6 +66,13 @@ class RankingEncoder(Protocol):
 
     def encode_users(self, histories: list[list[int]], timestamps: list[list[int]]) -> torch.Tensor:
         """``(B, d)`` vectors of histories of internal ids (oldest first); timestamps may be empty lists."""
+
+
+class PromptLengthEncoder(RankingEncoder, Protocol):
+    """An encoder whose user inputs vary in length; the evaluator then batches users of similar length together."""
+
+    def prompt_lengths(self, histories: list[list[int]], timestamps: list[list[int]]) -> list[int]:
+        """The input length (e.g. prompt tokens) `encode_users` pads each user to, one per history."""
 
 
 class SASRecEncoder:
@@ -94,8 +107,15 @@ class LLMSRecEncoder:
         self.device = model.user_out_embedding.device
 
     def encode_items(self, item_ids: list[int]) -> torch.Tensor:
+        index = self.model.item_index if self.processor is self.model.processor else None
+        if index is not None:  # the model's up-to-date item index (e.g. loaded with it): no backbone forward
+            return index[torch.as_tensor(item_ids, device=index.device) - 1].float()
         batch = self.processor.encode_items(item_ids).to(self.device)
         return self.model.encode_items(batch["input_ids"], batch["attention_mask"], batch["item_ids"]).float()
+
+    def prompt_lengths(self, histories: list[list[int]], timestamps: list[list[int]]) -> list[int]:
+        """Token length of each user prompt, so the evaluator batches users of similar length together."""
+        return user_prompt_lengths(self.processor, histories, timestamps)
 
     def encode_users(self, histories: list[list[int]], timestamps: list[list[int]]) -> torch.Tensor:
         batch = self.processor(histories, timestamps=[list(times) or None for times in timestamps]).to(self.device)
@@ -168,6 +188,9 @@ class RankingEvaluator:
         max_users: evaluate a seeded random subset of at most this many users (the code: 10,000); None: all.
         batch_size: users (and items, for the index) per forward pass on each process.
         ks: cut-offs of NDCG@K / HR@K.
+        length_grouping: batch users by the encoder's ``prompt_lengths`` (longest first, ties in split order), so
+            a batch pads less; False (or an encoder without ``prompt_lengths``) batches them in split order. Scores
+            match either way up to float rounding of the padded forward passes.
     """
 
     def __init__(
@@ -180,6 +203,7 @@ class RankingEvaluator:
         max_users: int | None = None,
         batch_size: int = 64,
         ks: Sequence[int] = DEFAULT_KS,
+        length_grouping: bool = True,
     ) -> None:
         missing = {"user_index", "history", "history_timestamps", "target"} - set(split.column_names)
         if missing:
@@ -197,6 +221,7 @@ class RankingEvaluator:
         self.seed = int(seed)
         self.batch_size = int(batch_size)
         self.ks = tuple(ks)
+        self.length_grouping = bool(length_grouping)
         rows = np.arange(len(split))
         if max_users is not None and max_users < len(split):
             rows = np.sort(np.random.default_rng(self.seed).choice(len(split), size=max_users, replace=False))
@@ -215,6 +240,8 @@ class RankingEvaluator:
         if out_of_range.any():
             raise ValueError(f"targets {self.targets[out_of_range][:10].tolist()} are outside 1..{self.num_items}")
         self._candidates: np.ndarray | None = None
+        self._index_items: np.ndarray | None = None
+        self._prompt_lengths: tuple[int, list[int]] | None = None
 
     @property
     def num_users(self) -> int:
@@ -234,6 +261,41 @@ class RankingEvaluator:
                 for user, history, target in zip(self.user_index, self.histories, self.targets)
             ]).astype(np.int64)
         return self._candidates
+
+    @property
+    def index_items(self) -> np.ndarray:
+        """Sorted item ids the item index encodes: the whole catalog for the full-catalog protocol, else only the
+        union of the sampled candidate lists (the only rows scoring reads)."""
+        if self._index_items is None:
+            if "full" in self.labels:
+                self._index_items = np.arange(1, self.num_items + 1, dtype=np.int64)
+            else:
+                self._index_items = np.unique(self.candidates)
+        return self._index_items
+
+    def user_batches(self, encoder: RankingEncoder) -> list[np.ndarray]:
+        """Row numbers of each user batch, in batch order (batch ``b`` goes to process ``b % num_processes``).
+
+        With ``length_grouping`` and an encoder with ``prompt_lengths``, rows are sorted by prompt length, longest
+        first and ties in split order (a stable sort), then cut into ``batch_size`` batches; the lengths depend on
+        the split and the encoder only, so every process count forms the same batches.
+        """
+        prompt_lengths = getattr(encoder, "prompt_lengths", None) if self.length_grouping else None
+        if callable(prompt_lengths):
+            # the users are fixed, so their lengths are measured once per processor (a tokenisation pass)
+            key = id(getattr(encoder, "processor", encoder))
+            if self._prompt_lengths is None or self._prompt_lengths[0] != key:
+                self._prompt_lengths = (key, prompt_lengths(self.histories, self.timestamps))
+            lengths = np.asarray(self._prompt_lengths[1], dtype=np.int64)
+            if lengths.shape != (self.num_users,):
+                raise ValueError(
+                    f"{type(encoder).__name__}.prompt_lengths returned {lengths.shape[0] if lengths.ndim else 0} "
+                    f"lengths for {self.num_users} users; it must return one per history"
+                )
+            order = np.argsort(-lengths, kind="stable")
+        else:
+            order = np.arange(self.num_users)
+        return [order[start : start + self.batch_size] for start in range(0, self.num_users, self.batch_size)]
 
     def random_ranker(self) -> NestedMetrics:
         """Expected metrics of a ranker that orders each user's candidates uniformly at random, under the same
@@ -273,13 +335,14 @@ class RankingEvaluator:
         with _inference_mode(module):
             index = self._item_index(encoder, state, show_progress, description)
             local = {label: ([], []) for label in self.labels.values()}
-            batches = range(state.process_index, -(-self.num_users // self.batch_size), state.num_processes)
+            batches = self.user_batches(encoder)[state.process_index :: state.num_processes]
             progress = tqdm(
                 batches, desc=f"{description}: users", disable=not (show_progress and state.is_local_main_process)
             )
-            for number in progress:
-                rows = slice(number * self.batch_size, (number + 1) * self.batch_size)
-                users = encoder.encode_users(self.histories[rows], self.timestamps[rows]).to(index.device)
+            for rows in progress:
+                histories = [self.histories[row] for row in rows]
+                timestamps = [self.timestamps[row] for row in rows]
+                users = encoder.encode_users(histories, timestamps).to(index.device)
                 user_index = torch.as_tensor(self.user_index[rows], device=index.device)
                 targets = torch.as_tensor(self.targets[rows], device=index.device)
                 if candidates is not None:
@@ -289,7 +352,7 @@ class RankingEvaluator:
                     local[label][0].append(user_index)
                     local[label][1].append(target_ranks(scores, 0))
                 if "full" in self.labels:
-                    scores = self._full_catalog_scores(users, index, self.histories[rows], targets)
+                    scores = self._full_catalog_scores(users, index, histories, targets)
                     local[FULL_CATALOG][0].append(user_index)
                     local[FULL_CATALOG][1].append(target_ranks(scores, targets))
         results: NestedMetrics = {}
@@ -303,14 +366,15 @@ class RankingEvaluator:
     def _item_index(
         self, encoder: RankingEncoder, state: PartialState, show_progress: bool, description: str
     ) -> torch.Tensor:
-        """``(num_items + 1, d)`` item vectors (row 0, padding, stays zero): fixed item batches, round-robin over
-        processes, then gathered so every process holds the whole index."""
+        """``(num_items + 1, d)`` item vectors of `index_items` (the other rows, and row 0, padding, stay zero): fixed
+        batches of sorted ids, round-robin over processes, then gathered so every process holds the whole index."""
         device = encoder.device
-        starts = range(1 + state.process_index * self.batch_size, self.num_items + 1, self.batch_size * state.num_processes)
+        items = self.index_items
+        starts = range(state.process_index * self.batch_size, len(items), self.batch_size * state.num_processes)
         ids, vectors = [], []
         progress = tqdm(starts, desc=f"{description}: items", disable=not (show_progress and state.is_local_main_process))
         for start in progress:
-            batch = list(range(start, min(start + self.batch_size, self.num_items + 1)))
+            batch = items[start : start + self.batch_size].tolist()
             ids.append(torch.as_tensor(batch, device=device))
             vectors.append(encoder.encode_items(batch).to(device))
         local_ids = torch.cat(ids) if ids else torch.zeros(0, dtype=torch.long, device=device)
@@ -379,15 +443,19 @@ def evaluate_ranking(
     batch_size: int = 64,
     ks: Sequence[int] = DEFAULT_KS,
     show_progress: bool = True,
+    length_grouping: bool = True,
 ) -> NestedMetrics:
     """One-shot `RankingEvaluator(...).evaluate(model)`: ``{protocol label: {metric: value}}``."""
-    evaluator = RankingEvaluator(split, num_items, protocols, num_negatives, seed, max_users, batch_size, ks)
+    evaluator = RankingEvaluator(
+        split, num_items, protocols, num_negatives, seed, max_users, batch_size, ks, length_grouping
+    )
     return evaluator.evaluate(model, show_progress=show_progress)
 
 
 __all__ = [
     "PROTOCOLS",
     "LLMSRecEncoder",
+    "PromptLengthEncoder",
     "RankingEncoder",
     "RankingEvaluator",
     "SASRecEncoder",

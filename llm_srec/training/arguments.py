@@ -164,6 +164,12 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
     num_teacher_negatives (`int`, *optional*, defaults to `0`):
         Hard negatives per training example: the frozen teacher's top-scored items the user has not interacted with,
         added after the random ones (0, the paper: none).
+    train_sampling_strategy (`str`, *optional*, defaults to `"random"`):
+        As in `TrainingArguments`. ``"group_by_length"`` batches training rows of similar user-prompt token length
+        (``length_column_name`` when the train dataset has that column, else measured once with the collator's
+        processor), so a batch pads less; its shuffle is seeded by ``data_seed`` (or ``seed``) and the epoch, so a
+        resumed run replays the same batches. It changes which rows share a batch, hence the training result: off by
+        default.
 
     > Parameters that control validation and the schedule
 
@@ -200,6 +206,14 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
     )
     num_teacher_negatives: int = field(
         default=0, metadata={"help": "Teacher-ranked hard negatives per training example (0: none, the paper)."}
+    )
+    train_sampling_strategy: str = field(
+        default="random",
+        metadata={
+            "help": "Training sampler: 'random', 'sequential', 'group_by_length' (batches of similar user-prompt "
+            "length: less padding, but other batches than 'random', so other results) or 'batch_rebalance'.",
+            "choices": ["random", "sequential", "group_by_length", "batch_rebalance"],
+        },
     )
     eval_every_epoch_fraction: float | None = field(
         default=0.1, metadata={"help": "Validate every this fraction of an epoch (0.1); None: use eval_steps."}

@@ -8,7 +8,10 @@ DeepSpeed/FSDP, logging and checkpoint rotation stay transformers', and only the
 - checkpoints and the final model are what the model's own `save_pretrained` writes (LLM-SRec: no backbone), plus
   `training_args.json` and a model card; optimizer, scheduler, grad-scaler and RNG state are written as safetensors
   + JSON (`checkpointing`), so no pickle file is written or loaded (DeepSpeed and FSDP keep their own formats);
-- the collator's negatives follow the epoch (`CollatorEpochCallback`).
+- the collator's negatives follow the epoch (`CollatorEpochCallback`);
+- ``train_sampling_strategy="group_by_length"`` groups training rows by the token length of their user prompt (the
+  rows are raw split rows, tokenised by the collator, so `Trainer` cannot measure them), with an epoch-seeded shuffle
+  so a resumed run replays the same batches.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from datasets import Dataset
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import speed_metrics
 
 from llm_srec.data.collators import LLMSRecCollator
@@ -40,6 +44,26 @@ from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments
 from .callbacks import CollatorEpochCallback, QuietProgressCallback, TrainingLogCallback
 
 logger = logging.getLogger(__name__)
+
+LENGTH_STRATEGIES = ("group_by_length", "batch_rebalance")
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """`LengthGroupedSampler` whose shuffle is drawn from ``seed + epoch`` (as accelerate's `SeedableRandomSampler`)
+    rather than the global torch RNG: every process draws the same order, and a run resumed mid-epoch replays the
+    uninterrupted run's batches. `Trainer` calls `set_epoch` at the start of every epoch."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = int(seed)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
 
 class RankingTrainer(Trainer):
@@ -306,6 +330,33 @@ class LLMSRecTrainer(RankingTrainer):
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_count = 0
 
+    def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
+        """`Trainer`'s sampler; the length-based strategies get each row's user-prompt token length (the
+        ``length_column_name`` column when the dataset has one, else the collator's ``prompt_lengths``)."""
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        strategy = self.args.train_sampling_strategy
+        if strategy not in LENGTH_STRATEGIES or not isinstance(dataset, Dataset):
+            return super()._get_train_sampler(train_dataset)
+        name = self.args.length_column_name
+        if name in dataset.column_names:
+            lengths = [int(length) for length in dataset[name]]
+        else:
+            prompt_lengths = getattr(self.data_collator, "prompt_lengths", None)
+            if prompt_lengths is None:
+                raise ValueError(
+                    f"train_sampling_strategy={strategy!r} needs each training row's length: add a {name!r} column to "
+                    "the train dataset, or use a collator with prompt_lengths(rows) such as LLMSRecCollator"
+                )
+            start = time.perf_counter()
+            lengths = prompt_lengths(dataset)
+            logger.info("Measured %d training prompts in %.1f s", len(lengths), time.perf_counter() - start)
+        if strategy == "batch_rebalance":
+            return super()._get_train_sampler(dataset.add_column(name, lengths))
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return EpochSeededLengthGroupedSampler(
+            self.args.train_batch_size * self.args.gradient_accumulation_steps, lengths, seed
+        )
+
     def _steps_per_fraction(self, num_examples: int) -> int:
         """Optimisation steps in ``eval_every_epoch_fraction`` of an epoch, counted as `Trainer` counts an epoch."""
         args = self.args
@@ -375,4 +426,4 @@ def _training_sequences(train: Dataset) -> list[list[int]]:
     return sequences
 
 
-__all__ = ["LOSS_TERMS", "LLMSRecTrainer", "RankingTrainer"]
+__all__ = ["LOSS_TERMS", "EpochSeededLengthGroupedSampler", "LLMSRecTrainer", "RankingTrainer"]
