@@ -66,6 +66,8 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
                                                             "retrieval_loss_weight": 0.0,
                                                             "distillation_loss_weight": 0.0,
                                                             "uniformity_loss_weight": 0.0}, {}),
+    "transfer/score-distill-x16+all-positions": ("transfer", "teacher", {"score_distillation_loss_weight": 16.0},
+                                                  {"train_mode": "all"}),
     "transfer/score-distill-x16+teacher-neg8": ("transfer", "teacher", {"score_distillation_loss_weight": 16.0},
                                                  {"num_teacher_negatives": 8}),
     "transfer/score-distill-T4": ("transfer", "teacher", {"score_distillation_temperature": 4.0}, {}),

@@ -40,7 +40,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     assert main(["train", "--data", str(data), "--sasrec", str(root / "sasrec"), "--backbone", str(root / "backbone"),
                  "--output-dir", str(root / "model"), "--max-steps", "3", "--batch-size", "8", "--learning-rate",
                  "1e-3", "--eval-fraction", "0.4", "--eval-negatives", str(NEGATIVES), "--no-progress",
-                 *TINY_LLM_FLAGS]) == 0
+                 "--group-by-length", *TINY_LLM_FLAGS]) == 0
     return {"root": root, "data": data, "sasrec": root / "sasrec", "model": root / "model",
             "backbone": root / "backbone"}
 
@@ -64,6 +64,7 @@ def test_pretrain_and_train_write_model_folders_with_cards_and_test_metrics(work
         assert not [path for path in folder.rglob("*") if path.suffix in PICKLE_SUFFIXES]
     args = json.loads((workspace["model"] / "training_args.json").read_text(encoding="utf-8"))
     assert args["max_steps"] == 3 and args["eval_steps"] == 2 and args["learning_rate"] == 1e-3
+    assert args["train_sampling_strategy"] == "group_by_length"
     model = LLMSRecForRecommendation.from_pretrained(workspace["model"])
     assert model.config.history_length == 5 and model.config.embedding_size == 16
     assert model.item_index is not None and model.item_index.shape == (len(model.processor.item_catalog), 16)

@@ -55,6 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="validate every this fraction of an epoch (0.1); 0 validates once per epoch")
     recipe.add_argument("--lr-decay", type=float,
                         help="multiply the lr by this after every validation (the official code: 0.95)")
+    recipe.add_argument("--group-by-length", action="store_true",
+                        help="batch training users of similar prompt length (less padding; other batches than the "
+                        "default random order, so other results)")
     parser.set_defaults(func=run)
     return parser
 
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         "num_train_negatives": args.num_train_negatives,
         "lr_decay_per_evaluation": args.lr_decay,
         "activation_checkpointing": args.gradient_checkpointing or None,
+        "train_sampling_strategy": "group_by_length" if args.group_by_length else None,
     }
     if args.eval_fraction == 0:
         extra.update(eval_every_epoch_fraction=None, eval_strategy="epoch", save_strategy="epoch")
