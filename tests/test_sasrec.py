@@ -223,3 +223,170 @@ def test_save_load_roundtrip_and_auto_classes(tiny_sasrec, tmp_path):
     ids = torch.tensor([[1, 2, 3, 4]])
     with torch.no_grad():
         torch.testing.assert_close(loaded.score(ids), tiny_sasrec.score(ids))
+
+
+# ------------------------------------------------------------------ the optimised attention and loss (issue 14)
+# The checkpoint layout before the grouped attention and the fused cross-entropy: names and shapes must not change.
+SASREC_STATE_DICT_LAYOUT = {
+    "item_embedding.weight": (17, 16),
+    "position_embedding.weight": (20, 16),
+    **{
+        f"layers.{i}.{name}": shape
+        for i in range(2)
+        for name, shape in {
+            "attention_layer_norm.weight": (16,),
+            "attention_layer_norm.bias": (16,),
+            "attention.in_proj_weight": (48, 16),
+            "attention.in_proj_bias": (48,),
+            "attention.out_proj.weight": (16, 16),
+            "attention.out_proj.bias": (16,),
+            "feed_forward_layer_norm.weight": (16,),
+            "feed_forward_layer_norm.bias": (16,),
+            "feed_forward.dense_in.weight": (16, 16),
+            "feed_forward.dense_in.bias": (16,),
+            "feed_forward.dense_out.weight": (16, 16),
+            "feed_forward.dense_out.bias": (16,),
+        }.items()
+    },
+    "final_layer_norm.weight": (16,),
+    "final_layer_norm.bias": (16,),
+}
+
+
+def mha_reference_states(model: SASRecModel, ids: torch.Tensor) -> torch.Tensor:
+    """The model as it was written before the speed-up: `nn.MultiheadAttention` with a bool causal mask over every
+    position, padded queries included (eval mode)."""
+    keep = (ids != 0).unsqueeze(-1).float()
+    x = model.item_embedding(ids) * math.sqrt(model.config.hidden_size) + model.position_embedding.weight
+    x = x * keep
+    causal = torch.ones(ids.shape[1], ids.shape[1], dtype=torch.bool).triu(1)
+    for block in model.layers:
+        q = block.attention_layer_norm(x)
+        attended, _ = block.attention(q, x, x, attn_mask=causal, need_weights=False)
+        x = block.feed_forward(block.feed_forward_layer_norm(q + attended)) * keep
+    return model.final_layer_norm(x)
+
+
+def ragged_batch(rows: int, maxlen: int, num_items: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Left-padded inputs, positives and negatives of random lengths, with whole padding rows (more than one
+    attention group of them) and rows of every length up to the window."""
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, maxlen + 1, (rows,), generator=generator)
+    lengths[:20] = 0
+    lengths[20] = maxlen
+    lengths = lengths[torch.randperm(rows, generator=generator)]
+    positions = torch.arange(maxlen)
+    real = positions >= maxlen - lengths[:, None]
+    inputs = torch.randint(1, num_items + 1, (rows, maxlen), generator=generator) * real
+    positives = torch.randint(1, num_items + 1, (rows, maxlen), generator=generator) * real
+    negatives = torch.randint(1, num_items + 1, (rows, maxlen), generator=generator) * real
+    return inputs, positives, negatives
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_grouped_attention_matches_multihead_attention(tiny_sasrec_config, heads):
+    torch.manual_seed(0)
+    config = SASRecConfig(**{**tiny_sasrec_config.to_dict(), "num_attention_heads": heads})
+    model = SASRecModel(config).eval()
+    inputs, _, _ = ragged_batch(53, config.max_position_embeddings, config.num_items)
+    with torch.no_grad():
+        states = model(inputs).last_hidden_state
+        expected = mha_reference_states(model, inputs)
+    torch.testing.assert_close(states, expected, atol=1e-5, rtol=1e-5)
+    assert not states.isnan().any()
+
+
+@pytest.mark.parametrize("loss_type", ["bce", "ce"])
+def test_losses_and_gradients_match_the_reference_math(tiny_sasrec_config, loss_type):
+    torch.manual_seed(0)
+    model = SASRecModel(SASRecConfig(**{**tiny_sasrec_config.to_dict(), "loss_type": loss_type})).eval()
+    inputs, positives, negatives = ragged_batch(40, model.config.max_position_embeddings, model.config.num_items)
+    loss = model(inputs, positive_ids=positives, negative_ids=negatives).loss
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    states = mha_reference_states(model, inputs)[positives != 0]
+    table = model.item_embedding.weight
+    targets = positives[positives != 0]
+    if loss_type == "ce":
+        logits = (states @ table.t()).masked_fill(torch.arange(table.shape[0]) == 0, torch.finfo(states.dtype).min)
+        expected = F.cross_entropy(logits, targets)
+    else:
+        pos = (states * table[targets]).sum(-1)
+        neg = (states * table[negatives[positives != 0]]).sum(-1)
+        expected = -F.logsigmoid(pos).mean() - F.logsigmoid(-neg).mean()
+    expected_grads = torch.autograd.grad(expected, list(model.parameters()))
+    torch.testing.assert_close(loss, expected)
+    for (name, _), grad, expected_grad in zip(model.named_parameters(), grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad, atol=1e-6, rtol=1e-4, msg=name)
+
+
+def test_catalog_cross_entropy_gradients_equal_plain_cross_entropy():
+    """Blocks of rows (more than one block here), the padding row excluded, and the incoming gradient scaled."""
+    from llm_srec.modeling.modeling_sasrec import _CatalogCrossEntropy
+
+    generator = torch.Generator().manual_seed(0)
+    states = torch.randn(700, 8, generator=generator, requires_grad=True)
+    table = torch.randn(2001, 8, generator=generator, requires_grad=True)
+    targets = torch.randint(1, 2001, (700,), generator=generator)
+    loss = _CatalogCrossEntropy.apply(states, table, targets, True)
+    grads = torch.autograd.grad(3.0 * loss, (states, table))
+    expected = F.cross_entropy(states @ table[1:].t(), targets - 1)
+    expected_grads = torch.autograd.grad(3.0 * expected, (states, table))
+    torch.testing.assert_close(loss, expected)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad)
+    assert torch.equal(grads[1][0], torch.zeros(8))
+    with torch.no_grad():
+        torch.testing.assert_close(_CatalogCrossEntropy.apply(states, table, targets, False), expected)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_all_padding_rows_give_no_nan(tiny_sasrec_config, training):
+    torch.manual_seed(0)
+    model = SASRecModel(SASRecConfig(**{**tiny_sasrec_config.to_dict(), "loss_type": "ce"})).train(training)
+    inputs = torch.zeros(20, 20, dtype=torch.long)
+    inputs[3, -4:] = torch.tensor([1, 2, 3, 4])
+    positives = torch.zeros_like(inputs)
+    positives[3, -4:] = torch.tensor([2, 3, 4, 5])
+    output = model(inputs, positive_ids=positives)
+    output.loss.backward()
+    assert not output.last_hidden_state.isnan().any()
+    assert all(not parameter.grad.isnan().any() for parameter in model.parameters())
+    with torch.no_grad():
+        model.eval()
+        torch.testing.assert_close(model(inputs).last_hidden_state, mha_reference_states(model, inputs))
+
+
+def test_dropout_applies_in_training_and_runs_are_deterministic(tiny_sasrec_config):
+    inputs, positives, negatives = ragged_batch(24, 20, tiny_sasrec_config.num_items)
+
+    def run(hidden: float, attention: float, training: bool = True, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        torch.manual_seed(0)
+        options = {"hidden_dropout_prob": hidden, "attention_probs_dropout_prob": attention}
+        model = SASRecModel(SASRecConfig(**{**tiny_sasrec_config.to_dict(), **options})).train(training)
+        torch.manual_seed(seed)
+        output = model(inputs, positive_ids=positives, negative_ids=negatives)
+        output.loss.backward()
+        return output.last_hidden_state, output.loss, model.layers[0].attention.in_proj_weight.grad
+
+    evaluated = run(0.0, 0.0, training=False)
+    for got, expected in zip(run(0.0, 0.0), evaluated, strict=True):
+        torch.testing.assert_close(got, expected)
+    for hidden, attention in ((0.0, 0.5), (0.5, 0.0)):
+        assert not torch.allclose(run(hidden, attention)[0], evaluated[0], atol=1e-3)
+    assert all(torch.equal(a, b) for a, b in zip(run(0.2, 0.2), run(0.2, 0.2), strict=True))
+    assert not torch.equal(run(0.2, 0.2)[0], run(0.2, 0.2, seed=1)[0])
+
+
+def test_state_dict_layout_is_unchanged(tiny_sasrec):
+    assert {key: tuple(value.shape) for key, value in tiny_sasrec.state_dict().items()} == SASREC_STATE_DICT_LAYOUT
+    generator = torch.Generator().manual_seed(1)
+    saved = {key: torch.randn(shape, generator=generator) for key, shape in SASREC_STATE_DICT_LAYOUT.items()}
+    tiny_sasrec.load_state_dict(saved, strict=True)
+    assert torch.equal(tiny_sasrec.layers[1].attention.in_proj_weight, saved["layers.1.attention.in_proj_weight"])
+
+
+def test_an_empty_batch_encodes_to_empty_outputs(tiny_sasrec):
+    empty = torch.zeros(0, 5, dtype=torch.long)
+    with torch.no_grad():
+        assert tiny_sasrec.encode_users(empty).shape == (0, 16)
+        assert tiny_sasrec(empty).last_hidden_state.shape == (0, 5, 16)
