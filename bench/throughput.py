@@ -9,9 +9,9 @@ Parts (``--parts``, results merged into ``bench/results/throughput.json`` part b
   ``step_speedup`` = median off / median on. The ``bare`` side of the step-ratio target is the same backbone work
   without LLM-SRec: forward + backward of the user prompts and of the item suffixes over the same cached prefixes.
 - ``validation``: one `RankingEvaluator` pass over the validation users (``--eval-users``, both protocols, the
-  whole catalog encoded) as before (cache off, users in split order) and as now (cache on and warm, users grouped
-  by prompt length). The cold pass (the first one, which fills the cache) is reported too.
-  ``validation_speedup`` = median before / median warm.
+  whole catalog encoded) as before (cache off, one padded forward per batch, users in split order) and as now
+  (cache on and warm, length groups, users batched by prompt length). The cold pass (the first one, which fills the
+  cache) is reported too. ``validation_speedup`` = median before / median warm (the smallest over the backbones).
 - ``recommend``: time to the first answer of `recommend` in a fresh process, excluding the backbone load (the
   backbone is loaded first and passed as ``llm=``): `from_pretrained` + the first `recommend` call, from a folder
   without ``item_index.safetensors`` and the prefix cache off (before) and from the same folder with the saved
@@ -95,8 +95,7 @@ class CachedBareStep:
         model.train()
         users = self._users()
         embedding = model.llm.get_input_embeddings()
-        entries = model._item_prefix_cache.states(model.llm, self.prefixes, embedding, model.config.llm_pad_token_id)
-        cache, prefix_mask, prefix_lengths = stack_prefix_states(entries)
+        cache, prefix_mask, prefix_lengths = stack_prefix_states(model._item_prefix_cache.states(self.prefixes))
         embeds = embedding(model.backbone_lookup_ids(self.suffix_ids)).detach().requires_grad_(True)
         positions = prefix_lengths.unsqueeze(1) + torch.arange(self.suffix_ids.shape[1])
         hidden = model.llm(
@@ -189,18 +188,18 @@ def measure_validation(backbone: str, eval_users: int, repeats: int) -> dict[str
     before = RankingEvaluator(split, data.num_items, max_users=eval_users, batch_size=64, length_grouping=False)
     now = RankingEvaluator(split, data.num_items, max_users=eval_users, batch_size=64, length_grouping=True)
 
-    def run(evaluator: RankingEvaluator, cache_mb: int):
+    def run(evaluator: RankingEvaluator, variant: str):
         def call():
-            model.config.item_prefix_cache_mb = cache_mb
+            _configure(model, variant)
             return evaluator.evaluate(model, show_progress=False)
         return call
 
-    metrics_before = run(before, 0)()
+    metrics_before = run(before, "before")()
     model.clear_item_prefix_cache()
     start = time.perf_counter()
-    metrics_now = run(now, CACHE_MB)()
+    metrics_now = run(now, "now")()
     cold = time.perf_counter() - start
-    times = interleave({"before": run(before, 0), "now_warm": run(now, CACHE_MB)}, repeats, torch.device("cpu"), 0)
+    times = interleave({"before": run(before, "before"), "now_warm": run(now, "now")}, repeats, torch.device("cpu"), 0)
     difference = max(
         abs(metrics_now[protocol][name] - value)
         for protocol, values in metrics_before.items() for name, value in values.items()
@@ -283,12 +282,14 @@ def main() -> None:
     parser.add_argument("--parts", nargs="+", default=["step", "validation", "recommend", "sasrec"],
                         choices=["step", "validation", "recommend", "sasrec"])
     parser.add_argument("--backbones", nargs="+", default=["tiny-llama", "llama-384x6"],
-                        help="backbones of the step part (validation and recommend use the first)")
+                        help="backbones of the step and validation parts (recommend uses the first)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eval-users", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="2 repeats, tiny-llama, 100 validation users")
     parser.add_argument("--sasrec-args", nargs=argparse.REMAINDER, default=[],
                         help="arguments passed to bench/sasrec_speed.py's parser (sasrec part)")
+    parser.add_argument("--sasrec-from", type=Path, default=None,
+                        help="quote this bench/sasrec_speed.py result instead of re-running it (sasrec part)")
     parser.add_argument("--out", type=Path, default=RESULTS_DIR / "throughput.json")
     parser.add_argument("--threads", type=int, default=None)
     args = parser.parse_args()
@@ -305,15 +306,22 @@ def main() -> None:
             rows = [measure_step(backbone, args.repeats) for backbone in args.backbones]
             payload: dict[str, Any] = {"rows": rows, "step_speedup": min(row["step_speedup"] for row in rows)}
         elif part == "validation":
-            payload = measure_validation(args.backbones[0], args.eval_users, args.repeats)
+            rows = [measure_validation(backbone, args.eval_users, args.repeats) for backbone in args.backbones]
+            payload = {"rows": rows, "validation_speedup": min(row["validation_speedup"] for row in rows)}
         elif part == "recommend":
             payload = measure_recommend(args.backbones[0], max(3, args.repeats))
+        elif args.sasrec_from is not None:  # a finished bench/sasrec_speed.py run, quoted with its command
+            payload = json.loads(args.sasrec_from.read_text())
+            payload["quoted_from"] = str(args.sasrec_from)
         else:
             import sasrec_speed
 
-            payload = sasrec_speed.measure(sasrec_speed.build_parser().parse_args(args.sasrec_args))
-        payload.update({"command": command, "torch_threads": threads,
-                        "wall_seconds": round(time.perf_counter() - start, 1)})
+            payload = sasrec_speed.measure(sasrec_speed.parse_args(args.sasrec_args))
+        if "quoted_from" in payload:
+            payload["quoted_by"] = command
+        else:
+            payload.update({"command": command, "torch_threads": threads,
+                            "wall_seconds": round(time.perf_counter() - start, 1)})
         result["parts"][part] = payload
         for key in ("step_speedup", "validation_speedup", "recommend_time_ratio",
                     "sasrec_epoch_vs_pmixer_bce", "sasrec_epoch_vs_pmixer_ce"):

@@ -116,3 +116,24 @@ def test_split_item_prompts_ignores_padding_on_either_side():
     prefixes, suffixes = split_item_prompts(ids, mask, slot_token_id=99)
     assert prefixes == [(5, 6, 7), (5, 6)]
     assert suffixes == [[99, 8], [99, 8, 1]]
+
+
+def test_a_cold_cache_adds_no_backbone_call_and_mixed_batches_match(make_tiny_model):
+    model = make_tiny_model("llama")
+    calls = []
+    hook = model.llm.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        full = _encode_all(model, 0)
+        without_cache = len(calls)
+        calls.clear()
+        cold = _encode_all(model, 64)  # the prefix states come from the same full forward
+        assert len(calls) == without_cache and len(model._item_prefix_cache) == len(ALL_ITEMS)
+        model.clear_item_prefix_cache()
+        half = model.processor.encode_items(ALL_ITEMS[::2])
+        with torch.no_grad():
+            model.encode_items(half["input_ids"], half["attention_mask"], half["item_ids"])
+        mixed = _encode_all(model, 64)  # half the rows cached, half run in full
+    finally:
+        hook.remove()
+    torch.testing.assert_close(cold, full)
+    torch.testing.assert_close(mixed, full)

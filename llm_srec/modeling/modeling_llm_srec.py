@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
 from transformers.utils import ModelOutput, cached_file, is_peft_available
@@ -475,8 +475,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 f"attention_mask shape {tuple(attention_mask.shape)} differs from input_ids {tuple(input_ids.shape)}."
             )
         history_mask = input_ids == history_id
-        output_mask = input_ids == output_token_id
-        output_counts = (output_mask & attention_mask.bool()).sum(-1)
+        output_counts = ((input_ids == output_token_id) & attention_mask.bool()).sum(-1)
         if bool((output_counts != 1).any()):
             token = self.config.user_token if output_token_id == user_id else self.config.item_token
             raise ValueError(
@@ -502,29 +501,82 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             states = self.state_override(slot_item_ids, "user" if output_token_id == user_id else "item")
             return states.to(device=self.user_head[0].weight.device, dtype=torch.float32)
         if output_token_id != user_id and self._uses_prefix_cache():
-            split = split_item_prompts(input_ids, attention_mask, history_id)
-            if all(split[0]):
-                return self._prefix_cached_states(*split, slot_item_ids, output_token_id, output_vector)
+            prefixes, suffixes = split_item_prompts(input_ids, attention_mask, history_id)
+            if all(prefixes):
+                return self._item_states_with_prefix_cache(
+                    input_ids, attention_mask, slot_item_ids, output_token_id, output_vector, prefixes, suffixes
+                )
+        return self._full_states(input_ids, attention_mask, slot_item_ids, output_token_id, output_vector)
+
+    def _full_states(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        slot_item_ids: torch.LongTensor,
+        output_token_id: int,
+        output_vector: torch.Tensor,
+        harvest: list[tuple[int, ...] | None] | None = None,
+    ) -> torch.Tensor:
+        """Output states from the full prompts, run in length groups (`length_groups`); with ``harvest`` (a prefix per
+        row), the rows' prefix states are kept in the item-prompt prefix cache from the same forward."""
         inputs_embeds = self._prompt_embeddings(input_ids, attention_mask, slot_item_ids, output_token_id, output_vector)
-        output_mask = output_mask & attention_mask.bool()
+        output_mask = (input_ids == output_token_id) & attention_mask.bool()
         groups = [list(range(input_ids.shape[0]))]
         if self.config.group_prompts_by_length:
             groups = length_groups(attention_mask.sum(-1).tolist())
         if len(groups) == 1:
             position_ids = self.backbone_position_ids(attention_mask)
-            return self._read_output_states(inputs_embeds, attention_mask, position_ids, output_mask, None)
+            return self._read_output_states(inputs_embeds, attention_mask, position_ids, output_mask, None, harvest)
         parts = []
         for rows in groups:  # each group trimmed to its own longest prompt (the padding is one contiguous side)
-            index = torch.as_tensor(rows, device=device)
+            index = torch.as_tensor(rows, device=input_ids.device)
             mask = attention_mask[index]
             columns = mask.any(0).nonzero().flatten().tolist()
             kept = slice(columns[0], columns[-1] + 1)
             mask = mask[:, kept]
             parts.append(self._read_output_states(
-                inputs_embeds[index, kept], mask, self.backbone_position_ids(mask), output_mask[index, kept], None
+                inputs_embeds[index, kept], mask, self.backbone_position_ids(mask), output_mask[index, kept], None,
+                None if harvest is None else [harvest[row] for row in rows],
             ))
         order = torch.as_tensor([row for rows in groups for row in rows], device=parts[0].device)
         return torch.cat(parts)[torch.argsort(order)]
+
+    def _item_states_with_prefix_cache(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor,
+        slot_item_ids: torch.LongTensor,
+        output_token_id: int,
+        output_vector: torch.Tensor,
+        prefixes: list[tuple[int, ...]],
+        suffixes: list[list[int]],
+    ) -> torch.Tensor:
+        """Rows with a cached prefix run only their suffix; the others run in full and leave their prefix cached."""
+        cache = self._item_prefix_cache
+        cache.max_bytes = self.config.item_prefix_cache_mb << 20
+        missing = cache.missing(prefixes, self.llm.get_input_embeddings().weight)
+        cached_rows = [row for row, flag in enumerate(missing) if not flag]
+        if not cached_rows:
+            return self._full_states(
+                input_ids, attention_mask, slot_item_ids, output_token_id, output_vector, harvest=prefixes
+            )
+        parts, order = [], []
+        new_rows = [row for row, flag in enumerate(missing) if flag]
+        if new_rows:
+            index = torch.as_tensor(new_rows, device=input_ids.device)
+            parts.append(self._full_states(
+                input_ids[index], attention_mask[index], slot_item_ids[index], output_token_id, output_vector,
+                harvest=[prefixes[row] for row in new_rows],
+            ))
+            order += new_rows
+        parts.append(self._prefix_cached_states(
+            [prefixes[row] for row in cached_rows], [suffixes[row] for row in cached_rows],
+            slot_item_ids[torch.as_tensor(cached_rows, device=slot_item_ids.device)], output_token_id, output_vector,
+        ))
+        order += cached_rows
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat(parts)[torch.argsort(torch.as_tensor(order, device=parts[0].device))]
 
     def _prompt_embeddings(
         self,
@@ -563,11 +615,15 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         position_ids: torch.Tensor | None,
         output_mask: torch.Tensor,
         cache: Any,
+        harvest: list[tuple[int, ...] | None] | None = None,
     ) -> torch.Tensor:
-        """Run the backbone and return its last hidden state at each row's output token, in float32."""
+        """Run the backbone and return its last hidden state at each row's output token, in float32. ``cache``: the
+        past states the prompts continue; ``harvest``: a prefix per row whose states are kept from this forward."""
         kwargs: dict[str, Any] = {"inputs_embeds": inputs_embeds, "attention_mask": attention_mask}
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
+        if harvest is not None:
+            cache = DynamicCache()
         if cache is not None:
             kwargs[cache_argument(self.llm)] = cache
             kwargs["use_cache"] = True
@@ -583,6 +639,8 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 f"(got {type(outputs).__name__}); LLM-SRec reads the last hidden state at the output token, so the "
                 "backbone must be a base model (AutoModel) that returns one."
             )
+        if harvest is not None:
+            self._item_prefix_cache.harvest(cache, harvest, attention_mask.int().argmax(-1).tolist())
         positions = output_mask.int().argmax(-1).to(hidden_states.device)
         rows = torch.arange(hidden_states.shape[0], device=hidden_states.device)
         return hidden_states[rows, positions].to(device=self.user_head[0].weight.device, dtype=torch.float32)
@@ -610,9 +668,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         each at the positions it has in its full prompt, attending to its own prefix."""
         embedding = self.llm.get_input_embeddings()
         pad_id = self.config.llm_pad_token_id
-        self._item_prefix_cache.max_bytes = self.config.item_prefix_cache_mb << 20
-        entries = self._item_prefix_cache.states(self.llm, prefixes, embedding, pad_id)
-        cache, prefix_mask, prefix_lengths = stack_prefix_states(entries)
+        cache, prefix_mask, prefix_lengths = stack_prefix_states(self._item_prefix_cache.states(prefixes))
         device = embedding.weight.device
         width = max(len(suffix) for suffix in suffixes)
         suffix_ids = torch.full((len(suffixes), width), pad_id, dtype=torch.long, device=device)

@@ -9,7 +9,8 @@ The result is the full forward's, up to float rounding (``tests/test_prefix_cach
 Exactness needs: a causal backbone (a bidirectional encoder's prefix states depend on the slot, so BERT-like models
 run the full forward), no adapter (LoRA changes the prefix states), and no active dropout while training and no
 gradient checkpointing (which drops a passed cache). `prefix_cache_unsupported_reason` names the permanent reasons;
-the model checks the per-call ones.
+the model checks the per-call ones. A prompt whose prefix is not cached yet runs the full forward, and its prefix
+states are kept from that same forward (`ItemPrefixCache.harvest`), so a cold cache costs no extra backbone work.
 """
 
 from __future__ import annotations
@@ -104,62 +105,37 @@ class ItemPrefixCache:
             _, dropped = self._entries.popitem(last=False)
             self.nbytes -= sum(tensor.numel() * tensor.element_size() for tensor in dropped)
 
-    def states(
-        self,
-        backbone: nn.Module,
-        prefixes: Sequence[tuple[int, ...]],
-        embedding: nn.Module,
-        pad_id: int,
-    ) -> list[PrefixStates]:
-        """Per prefix, its states: cached ones are reused, the missing ones are computed in one no-grad forward.
-
-        ``embedding`` is the backbone's input embedding (the prefixes hold no special token). The missing prefixes
-        are right-padded: in a causal model a real token never attends to the padding after it, so each row's states
-        over its real tokens are exact.
-        """
-        weight = embedding.weight
+    def missing(self, prefixes: Sequence[tuple[int, ...]], weight: torch.Tensor) -> list[bool]:
+        """Per prefix, whether it is not cached (counted as hits and misses). ``weight`` is the backbone's input
+        embedding: a cache filled on another device or dtype is dropped."""
         signature = (str(weight.device), str(weight.dtype))
         if signature != self._signature:
             self.clear()
             self._signature = signature
-        found: dict[tuple[int, ...], PrefixStates] = {}
-        for prefix in prefixes:
-            if prefix in self._entries:
-                self._entries.move_to_end(prefix)
-                found[prefix] = self._entries[prefix]
-        missing = list(dict.fromkeys(prefix for prefix in prefixes if prefix not in found))
-        self.hits += sum(prefix in found for prefix in prefixes)
-        self.misses += len(missing)
-        if missing:
-            found.update(zip(missing, self._compute(backbone, missing, embedding, pad_id)))
-            for prefix in missing:
-                self._store(prefix, found[prefix])
-        return [found[prefix] for prefix in prefixes]
+        flags = [prefix not in self._entries for prefix in prefixes]
+        self.hits += flags.count(False)
+        self.misses += len({prefix for prefix, flag in zip(prefixes, flags) if flag})
+        return flags
 
-    @staticmethod
-    @torch.no_grad()
-    def _compute(
-        backbone: nn.Module,
-        prefixes: list[tuple[int, ...]],
-        embedding: nn.Module,
-        pad_id: int,
-    ) -> list[PrefixStates]:
-        device = embedding.weight.device
-        width = max(len(prefix) for prefix in prefixes)
-        input_ids = torch.full((len(prefixes), width), pad_id, dtype=torch.long, device=device)
-        attention_mask = torch.zeros_like(input_ids)
-        for row, prefix in enumerate(prefixes):
-            input_ids[row, : len(prefix)] = torch.as_tensor(prefix, device=device)
-            attention_mask[row, : len(prefix)] = 1
-        cache = DynamicCache()
-        backbone(
-            inputs_embeds=embedding(input_ids), attention_mask=attention_mask, use_cache=True,
-            **{cache_argument(backbone): cache},
-        )
-        layers = [torch.stack((keys, values), dim=1) for keys, values, *_ in cache]  # (B, 2, heads, width, dim)
-        return [
-            tuple(layer[row, :, :, : len(prefix)].clone() for layer in layers) for row, prefix in enumerate(prefixes)
-        ]
+    def states(self, prefixes: Sequence[tuple[int, ...]]) -> list[PrefixStates]:
+        """The cached states of each prefix (all must be cached, see `missing`), marked as recently used."""
+        for prefix in prefixes:
+            self._entries.move_to_end(prefix)
+        return [self._entries[prefix] for prefix in prefixes]
+
+    def harvest(self, cache: DynamicCache, prefixes: Sequence[tuple[int, ...] | None], starts: Sequence[int]) -> None:
+        """Keep the prefix states of a full forward's ``cache``: row ``r``'s prefix ``prefixes[r]`` (None: skip) sits
+        at columns ``starts[r]:starts[r] + len(prefix)``, computed there exactly as alone (causal attention, positions
+        counted from the row's first real token)."""
+        layers = [(keys, values) for keys, values, *_ in cache]
+        for row, (prefix, start) in enumerate(zip(prefixes, starts)):
+            if prefix is None or prefix in self._entries:
+                continue
+            end = start + len(prefix)
+            self._store(prefix, tuple(
+                torch.stack((keys[row, :, start:end], values[row, :, start:end])).detach().clone()
+                for keys, values in layers
+            ))
 
 
 def stack_prefix_states(entries: Sequence[PrefixStates]) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
