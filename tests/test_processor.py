@@ -135,6 +135,21 @@ def test_a_budget_too_small_for_one_item_is_an_error(make_tiny_processor, tiny_c
         processor.encode_items([1])
 
 
+def test_a_one_item_prompt_over_the_budget_shortens_the_title(make_tiny_processor, tiny_config_factory, caplog):
+    full = make_tiny_processor("llama")
+    one_item = len(full([[3]])["input_ids"][0])
+    budget = one_item - 2
+    processor = make_tiny_processor("llama", tiny_config_factory("llama", max_prompt_length=budget))
+    with caplog.at_level("WARNING"):
+        encoded = processor([[1, 2, 3], [5]])
+    assert "title of item 3 is shortened" in caplog.text
+    ids = encoded["input_ids"][0][encoded["attention_mask"][0].bool()]
+    assert budget - 3 <= len(ids) <= budget  # the longest title prefix that fits
+    assert encoded["history_item_ids"][0].tolist()[:1] == [3]
+    assert (ids == processor.user_token_id).sum() == 1 and (ids == processor.history_token_id).sum() == 1
+    assert processor.tokenizer.decode(ids).count('"') == 2  # the title's quotes and the rest of the prompt remain
+
+
 def test_save_load_roundtrip(tiny_processor, tmp_path):
     tiny_processor.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "item_catalog.json").read_text())["external_ids"][0] == "I00"

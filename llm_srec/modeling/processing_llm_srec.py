@@ -7,6 +7,7 @@ vocabulary is never resized, because the model swaps those ids for the pad id be
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
@@ -37,6 +38,8 @@ _PROCESSOR_JSON_FILES = (
     PROCESSOR_NAME, TOKENIZER_CONFIG_FILE, FULL_TOKENIZER_FILE, SPECIAL_TOKENS_MAP_FILE, ADDED_TOKENS_FILE
 )
 
+logger = logging.getLogger(__name__)
+
 MAX_UNIX_SECONDS = 95_617_584_000  # 5000-01-01: larger values are almost surely milliseconds
 
 
@@ -57,8 +60,8 @@ class LLMSRecProcessor(ProcessorMixin):
         user_prompt_prefix, history_item_template, history_item_template_no_time, history_separator,
         user_prompt_suffix, item_prompt_template: prompt pieces (defaults: the official code's).
         history_token, user_token, item_token: the special-token strings.
-        max_prompt_length: token budget of a prompt; the oldest history items are dropped first to fit, and the
-            output token is never cut off.
+        max_prompt_length: token budget of a prompt; the oldest history items are dropped first to fit (a single
+            item still too long has its title shortened), and the output token is never cut off.
     """
 
     _auto_class = "AutoProcessor"
@@ -202,11 +205,13 @@ class LLMSRecProcessor(ProcessorMixin):
             items = [items[position] for position in order]
         return items[-self.history_length :], times[-self.history_length :]
 
-    def _render_user(self, items: Sequence[int], times: Sequence[int | None]) -> str:
+    def _render_user(
+        self, items: Sequence[int], times: Sequence[int | None], title_characters: int | None = None
+    ) -> str:
         catalog = self._catalog()
         entries = []
         for number, (item, timestamp) in enumerate(zip(items, times), start=1):
-            title = catalog.title(item)
+            title = catalog.title(item)[:title_characters]
             if timestamp is None:
                 entries.append(self.history_item_template_no_time.format(number=number, title=title))
             else:
@@ -240,17 +245,39 @@ class LLMSRecProcessor(ProcessorMixin):
     def _fit_user_prompt(
         self, items: list[int], times: list[int | None], token_ids: list[int]
     ) -> tuple[list[int], list[int]]:
-        """Drop the oldest shown items (re-rendering the prompt) until it fits ``max_prompt_length`` tokens."""
+        """Drop the oldest shown items (re-rendering the prompt) until it fits ``max_prompt_length`` tokens; a single
+        item whose prompt is still too long has its title shortened (with a warning), the rest of the prompt kept."""
         count = len(items)
-        while len(token_ids) > self.max_prompt_length:
+        while len(token_ids) > self.max_prompt_length and count > 1:
             count -= 1
-            if count == 0:
-                raise ValueError(
-                    f"max_prompt_length={self.max_prompt_length} is too small: even a single-item user prompt "
-                    f"needs more tokens (most recent item {items[-1]})."
-                )
             token_ids = self.tokenizer(self._render_user(items[-count:], times[-count:]))["input_ids"]
+        if len(token_ids) > self.max_prompt_length:
+            token_ids = self._shortened_title_prompt(items[-1:], times[-1:])
         return token_ids, items[-count:]
+
+    def _shortened_title_prompt(self, items: list[int], times: list[int | None]) -> list[int]:
+        """Token ids of the one-item user prompt with the longest title prefix that fits the budget (binary search
+        over the title's characters)."""
+        def encode(characters: int) -> list[int]:
+            return self.tokenizer(self._render_user(items, times, characters))["input_ids"]
+
+        low, high = 0, len(self._catalog().title(items[0]))
+        if len(encode(0)) > self.max_prompt_length:
+            raise ValueError(
+                f"max_prompt_length={self.max_prompt_length} is too small: a user prompt needs "
+                f"{len(encode(0))} tokens even with one item and an empty title."
+            )
+        while low < high:
+            middle = (low + high + 1) // 2
+            if len(encode(middle)) <= self.max_prompt_length:
+                low = middle
+            else:
+                high = middle - 1
+        logger.warning(
+            "The title of item %d is shortened to %d characters in a one-item user prompt: the full title does not "
+            "fit max_prompt_length=%d.", items[0], low, self.max_prompt_length,
+        )
+        return encode(low)
 
     def _pad(self, sequences: list[list[int]], return_tensors: str | None) -> BatchEncoding:
         return self.tokenizer.pad({"input_ids": sequences}, padding="longest", return_tensors=return_tensors)
