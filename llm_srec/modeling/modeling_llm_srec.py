@@ -986,7 +986,9 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             )
             for start in starts
         ]
-        index = self.item_index if self.item_index is not None else self.refresh_item_index(batch_size)
+        index = self.item_index
+        if index is None:
+            index = self.refresh_item_index(batch_size)
         results: list[Recommendation] = []
         for start, batch in zip(starts, batches):
             chunk = internal[start : start + batch_size]
