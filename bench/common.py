@@ -155,6 +155,21 @@ def build_model(data, backbone: str, sasrec=None, seed: int = 0, **config_kwargs
     return LLMSRecForRecommendation(config, llm=llm, sasrec=sasrec, processor=processor)
 
 
+def add_pmixer_arguments(parser) -> None:
+    """SASRec model/optimiser flags with pmixer/SASRec.pytorch's ML-1M settings as defaults (maxlen 200, d 50, 2
+    blocks, 1 head, dropout 0.2, lr 1e-3, batch 128), plus the seed and torch threads."""
+    parser.add_argument("--maxlen", type=int, default=200)
+    parser.add_argument("--hidden", type=int, default=50)
+    parser.add_argument("--blocks", type=int, default=2)
+    parser.add_argument("--heads", type=int, default=1)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default $LLM_SREC_BENCH_THREADS or 1; 0 = torch's default)")
+
+
 def set_threads(threads: int | None) -> int:
     """Set torch's intra-op threads (default: $LLM_SREC_BENCH_THREADS or 1) and return the value used.
 

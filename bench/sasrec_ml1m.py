@@ -34,7 +34,9 @@ import torch
 from transformers import TrainerCallback, set_seed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import DATA_DIR, RESULTS_DIR, load_dataset, machine_info, set_threads, write_json  # noqa: E402
+from common import (  # noqa: E402
+    DATA_DIR, RESULTS_DIR, add_pmixer_arguments, load_dataset, machine_info, set_threads, write_json,
+)
 
 from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
 from llm_srec.modeling import SASRecConfig, SASRecModel  # noqa: E402
@@ -119,16 +121,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--max-minutes", type=float, default=150.0)
     parser.add_argument("--eval-every", type=int, default=2)
-    parser.add_argument("--maxlen", type=int, default=200)
-    parser.add_argument("--hidden", type=int, default=50)
-    parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=1)
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default $LLM_SREC_BENCH_THREADS or 1; 0 = torch's default)")
+    add_pmixer_arguments(parser)
     parser.add_argument("--init-from", type=Path, default=None,
                         help="continue from a model saved by an earlier run (its --output-dir/final); fresh optimizer")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 users, 2 epochs")

@@ -45,7 +45,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (  # noqa: E402
-    DATA_DIR, RESULTS_DIR, WORK_DIR, load_dataset, machine_info, set_threads, summary, write_json,
+    DATA_DIR, RESULTS_DIR, WORK_DIR, add_pmixer_arguments, load_dataset, machine_info, set_threads, summary,
+    write_json,
 )
 
 from llm_srec.data import SASRecCollator  # noqa: E402
@@ -285,16 +286,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batches", type=int, default=47, help="distinct batches cycled through by the timed steps")
     parser.add_argument("--epoch", action=argparse.BooleanOptionalAction, default=True,
                         help="also time one real epoch of each implementation (not interleaved)")
-    parser.add_argument("--maxlen", type=int, default=200)
-    parser.add_argument("--hidden", type=int, default=50)
-    parser.add_argument("--blocks", type=int, default=2)
-    parser.add_argument("--heads", type=int, default=1)
-    parser.add_argument("--dropout", type=float, default=0.2)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default $LLM_SREC_BENCH_THREADS or 1; 0 = torch's default)")
+    add_pmixer_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="smoke run: 8 timed pairs per loss, no real epoch")
     args = parser.parse_args(argv)
     if args.quick:

@@ -302,12 +302,18 @@ def main() -> None:
     result.setdefault("parts", {})
     for part in args.parts:
         start = time.perf_counter()
-        if part == "step":
-            rows = [measure_step(backbone, args.repeats) for backbone in args.backbones]
-            payload: dict[str, Any] = {"rows": rows, "step_speedup": min(row["step_speedup"] for row in rows)}
-        elif part == "validation":
-            rows = [measure_validation(backbone, args.eval_users, args.repeats) for backbone in args.backbones]
-            payload = {"rows": rows, "validation_speedup": min(row["validation_speedup"] for row in rows)}
+        if part in ("step", "validation"):
+            key = f"{part}_speedup"
+            rows = [
+                measure_step(backbone, args.repeats) if part == "step"
+                else measure_validation(backbone, args.eval_users, args.repeats)
+                for backbone in args.backbones
+            ]
+            for row in rows:
+                row["command"] = command
+            kept = [row for row in result["parts"].get(part, {}).get("rows", []) if row["backbone"] not in args.backbones]
+            rows = kept + rows  # rows of other backbones from an earlier run are kept, each with its command
+            payload: dict[str, Any] = {"rows": rows, key: min(row[key] for row in rows)}
         elif part == "recommend":
             payload = measure_recommend(args.backbones[0], max(3, args.repeats))
         elif args.sasrec_from is not None:  # a finished bench/sasrec_speed.py run, quoted with its command
