@@ -99,15 +99,30 @@ def test_dropout_and_gradient_checkpointing_fall_back_while_training(make_tiny_m
     assert len(llama._item_prefix_cache) == 0
 
 
-def test_cache_is_bounded_and_least_recently_used_goes_first():
+def test_cache_is_bounded_and_keeps_what_it_holds_when_full():
     entry = (torch.zeros(2, 1, 4, 8),)  # 256 bytes
     cache = ItemPrefixCache(max_bytes=3 * 256)
-    for key in range(4):
+    weight = torch.zeros(1)
+    cache.missing([], weight)  # the backbone's device and dtype, which the entries belong to
+    for key in range(5):
         cache._store((key,), entry)
     assert len(cache) == 3 and cache.nbytes == 3 * 256
-    assert (0,) not in cache._entries
-    cache._store((9,), (torch.zeros(2, 1, 40, 8),))  # larger than the bound: not kept
-    assert (9,) not in cache._entries and cache.nbytes <= cache.max_bytes
+    assert cache.missing([(0,), (1,), (2,), (3,), (4,)], weight) == [False, False, False, True, True]
+
+
+def test_a_catalog_larger_than_the_cache_scores_exactly_and_hits_for_what_it_holds(make_tiny_model):
+    model = make_tiny_model("llama")
+    full = _encode_all(model, 0)
+    _encode_all(model, 64)
+    entry_mib = model._item_prefix_cache.nbytes / len(ALL_ITEMS) / 2**20
+    model.clear_item_prefix_cache()
+    cache = model._item_prefix_cache
+    first = _encode_all(model, entry_mib * 5.5)  # room for 5 of the 16 prefixes
+    assert len(cache) == 5
+    second = _encode_all(model, entry_mib * 5.5)
+    assert cache.hits == 5  # a scan over a catalog larger than the cache still reuses what it holds
+    torch.testing.assert_close(first, full)
+    torch.testing.assert_close(second, full)
 
 
 def test_split_item_prompts_ignores_padding_on_either_side():

@@ -553,30 +553,27 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
     ) -> torch.Tensor:
         """Rows with a cached prefix run only their suffix; the others run in full and leave their prefix cached."""
         cache = self._item_prefix_cache
-        cache.max_bytes = self.config.item_prefix_cache_mb << 20
+        cache.max_bytes = int(self.config.item_prefix_cache_mb * 2**20)
         missing = cache.missing(prefixes, self.llm.get_input_embeddings().weight)
         cached_rows = [row for row, flag in enumerate(missing) if not flag]
         if not cached_rows:
             return self._full_states(
                 input_ids, attention_mask, slot_item_ids, output_token_id, output_vector, harvest=prefixes
             )
-        parts, order = [], []
-        new_rows = [row for row, flag in enumerate(missing) if flag]
-        if new_rows:
-            index = torch.as_tensor(new_rows, device=input_ids.device)
-            parts.append(self._full_states(
-                input_ids[index], attention_mask[index], slot_item_ids[index], output_token_id, output_vector,
-                harvest=[prefixes[row] for row in new_rows],
-            ))
-            order += new_rows
-        parts.append(self._prefix_cached_states(
+        parts = [self._prefix_cached_states(
             [prefixes[row] for row in cached_rows], [suffixes[row] for row in cached_rows],
             slot_item_ids[torch.as_tensor(cached_rows, device=slot_item_ids.device)], output_token_id, output_vector,
-        ))
-        order += cached_rows
-        if len(parts) == 1:
+        )]
+        new_rows = [row for row, flag in enumerate(missing) if flag]
+        if not new_rows:
             return parts[0]
-        return torch.cat(parts)[torch.argsort(torch.as_tensor(order, device=parts[0].device))]
+        index = torch.as_tensor(new_rows, device=input_ids.device)
+        parts.append(self._full_states(
+            input_ids[index], attention_mask[index], slot_item_ids[index], output_token_id, output_vector,
+            harvest=[prefixes[row] for row in new_rows],
+        ))
+        order = torch.as_tensor(cached_rows + new_rows, device=parts[0].device)
+        return torch.cat(parts)[torch.argsort(order)]
 
     def _prompt_embeddings(
         self,

@@ -16,7 +16,7 @@ states are kept from that same forward (`ItemPrefixCache.harvest`), so a cold ca
 from __future__ import annotations
 
 import inspect
-from collections import OrderedDict
+import logging
 from collections.abc import Sequence
 
 import torch
@@ -27,6 +27,8 @@ from transformers.models.auto.modeling_auto import (
     MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
     MODEL_FOR_MASKED_LM_MAPPING_NAMES,
 )
+
+logger = logging.getLogger(__name__)
 
 PrefixStates = tuple[torch.Tensor, ...]  # one (2, kv_heads, prefix_length, head_dim) tensor per layer
 _DROPOUT_ATTRIBUTES = ("attention_dropout", "attn_pdrop", "attention_probs_dropout_prob", "resid_pdrop", "embd_pdrop")
@@ -72,17 +74,22 @@ def split_item_prompts(
 
 
 class ItemPrefixCache:
-    """LRU map from prefix token ids to their per-layer key/value states, bounded in bytes.
+    """Map from prefix token ids to their per-layer key/value states, bounded in bytes.
+
+    Why entries are never evicted: validation and catalog encoding scan the whole catalog in the same order, and
+    under a least-recently-used rule a catalog larger than the bound would evict every prefix just before its next
+    use (no hit at all). Once full, the cache keeps what it holds, so a scan still hits for that share of the
+    catalog; the first time it is full it logs how much memory the whole catalog needs.
 
     Args:
-        max_bytes: memory bound; the least recently used prefixes are dropped beyond it (an entry larger than the
-            bound is computed but not kept).
+        max_bytes: memory bound; prefixes beyond it are computed (in the full forward) but not kept.
     """
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = int(max_bytes)
-        self._entries: OrderedDict[tuple[int, ...], PrefixStates] = OrderedDict()
+        self._entries: dict[tuple[int, ...], PrefixStates] = {}
         self._signature: tuple[str, str] | None = None
+        self._reported_full = False
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
@@ -94,16 +101,21 @@ class ItemPrefixCache:
         """Drop every entry (e.g. after changing the backbone's weights in place)."""
         self._entries.clear()
         self.nbytes = 0
+        self._reported_full = False
 
     def _store(self, key: tuple[int, ...], states: PrefixStates) -> None:
         size = sum(tensor.numel() * tensor.element_size() for tensor in states)
-        if size > self.max_bytes:
+        if self.nbytes + size > self.max_bytes:
+            if not self._reported_full:
+                self._reported_full = True
+                logger.info(
+                    "The item-prompt prefix cache is full (%d prefixes, %.0f MiB); later prefixes run in full. Raise "
+                    "LLMSRecConfig.item_prefix_cache_mb to about %.0f MiB per 1,000 items to hold a whole catalog.",
+                    len(self._entries), self.nbytes / 2**20, 1000 * size / 2**20,
+                )
             return
         self._entries[key] = states
         self.nbytes += size
-        while self.nbytes > self.max_bytes:
-            _, dropped = self._entries.popitem(last=False)
-            self.nbytes -= sum(tensor.numel() * tensor.element_size() for tensor in dropped)
 
     def missing(self, prefixes: Sequence[tuple[int, ...]], weight: torch.Tensor) -> list[bool]:
         """Per prefix, whether it is not cached (counted as hits and misses). ``weight`` is the backbone's input
@@ -118,9 +130,7 @@ class ItemPrefixCache:
         return flags
 
     def states(self, prefixes: Sequence[tuple[int, ...]]) -> list[PrefixStates]:
-        """The cached states of each prefix (all must be cached, see `missing`), marked as recently used."""
-        for prefix in prefixes:
-            self._entries.move_to_end(prefix)
+        """The cached states of each prefix (all must be cached, see `missing`)."""
         return [self._entries[prefix] for prefix in prefixes]
 
     def harvest(self, cache: DynamicCache, prefixes: Sequence[tuple[int, ...] | None], starts: Sequence[int]) -> None:
