@@ -50,7 +50,7 @@ from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
 from llm_srec.modeling.length_groups_llm_srec import length_groups  # noqa: E402
 from llm_srec.modeling.prefix_cache_llm_srec import split_item_prompts, stack_prefix_states  # noqa: E402
 
-CACHE_MB = 1024  # the config default
+CACHE_MB = 1024  # the config default; --cache-mb overrides it
 
 
 def _ratio_of_pairs(numerator: list[float], denominator: list[float]) -> float:
@@ -165,6 +165,7 @@ def measure_step(backbone: str, repeats: int) -> dict[str, Any]:
     return {
         "backbone": backbone,
         "backbone_parameters": work.backbone_parameters,
+        "item_prefix_cache_mb": STEP_VARIANTS["now"]["item_prefix_cache_mb"],
         "batch": work.tokens(),
         "suffix_tokens_per_item_prompt": max(len(s) for s in bare_cached.suffixes),
         "length_groups_of_the_user_prompts": [len(g) for g in length_groups(work.batch["attention_mask"].sum(-1).tolist())],
@@ -207,6 +208,7 @@ def measure_validation(backbone: str, eval_users: int, repeats: int) -> dict[str
     return {
         "backbone": backbone,
         "catalog_items": data.num_items,
+        "item_prefix_cache_mb": STEP_VARIANTS["now"]["item_prefix_cache_mb"],
         "users": before.num_users,
         "protocols": list(metrics_before),
         "cold_now_seconds": round(cold, 3),
@@ -286,6 +288,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--eval-users", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="2 repeats, tiny-llama, 100 validation users")
+    parser.add_argument("--cache-mb", type=int, default=CACHE_MB,
+                        help="item_prefix_cache_mb of the 'now' side (1024, the default; a catalog needs more on a "
+                        "large backbone, see prefix_cache_mib_for_the_catalog)")
     parser.add_argument("--sasrec-args", nargs=argparse.REMAINDER, default=[],
                         help="arguments passed to bench/sasrec_speed.py's parser (sasrec part)")
     parser.add_argument("--sasrec-from", type=Path, default=None,
@@ -296,6 +301,8 @@ def main() -> None:
     if args.quick:
         args.repeats, args.backbones, args.eval_users = 2, ["tiny-llama"], 100
     threads = set_threads(args.threads)
+    for variant in ("prefix_cache_only", "now"):
+        STEP_VARIANTS[variant]["item_prefix_cache_mb"] = args.cache_mb
     command = "python bench/throughput.py " + " ".join(sys.argv[1:])
     result: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
     result.update({"benchmark": "throughput before/after (issue 14)", "machine": machine_info()})
