@@ -183,6 +183,64 @@ def recipe_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def throughput_tables(result: dict[str, Any]) -> list[str]:
+    """`bench/throughput.py`'s parts: before/after medians and the ratios, each measured side by side in one run."""
+    parts = result["parts"]
+    lines = []
+    if "step" in parts:
+        lines += ["**Training step** (20 Scientific users + 80 candidate prompts: forward, losses, backward, Adam; "
+                  "median seconds, 1 thread)", "",
+                  "| backbone | before | prefix cache only | length groups only | now | speedup (median of pairs) | "
+                  "bare, same work as now | now ÷ bare | loss before / now | cold step (fwd+bwd) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for row in parts["step"]["rows"]:
+            t = {name: value["median"] for name, value in row["seconds"].items()}
+            lines.append(
+                f"| {row['backbone']} | {t['before']:.3f} | {t['prefix_cache_only']:.3f} | {t['length_groups_only']:.3f}"
+                f" | {t['now']:.3f} | **{row['step_speedup']:.2f}x** (cache {row['step_speedup_prefix_cache_only']:.2f}x"
+                f", groups {row['step_speedup_length_groups_only']:.2f}x) | {t['bare_cached']:.3f} | "
+                f"{row['step_ratio_vs_bare_cached']:.3f} | {row['loss']['before']:.6f} / "
+                f"{row['loss']['now_warm_cache']:.6f} | {row['cold_cache_step_seconds_forward_backward']:.3f} |")
+        lines.append("")
+    if "validation" in parts:
+        lines += ["**Validation** (one `RankingEvaluator` pass: the whole 4,385-item catalog through the item side, "
+                  "then the users, both protocols; median seconds)", "",
+                  "| backbone | users | before | now, cold cache | now, warm cache | speedup warm / cold | "
+                  "prefix cache for the catalog | max metric difference |", "|---|---|---|---|---|---|---|---|"]
+        for row in parts["validation"]["rows"]:
+            t = {name: value["median"] for name, value in row["seconds"].items()}
+            lines.append(
+                f"| {row['backbone']} | {row['users']} | {t['before']:.2f} | {row['cold_now_seconds']:.2f} | "
+                f"{t['now_warm']:.2f} | **{row['validation_speedup']:.2f}x** / {row['validation_speedup_cold']:.2f}x | "
+                f"{row['prefix_cache_mib_for_the_catalog']:.0f} MiB (bound {row.get('item_prefix_cache_mb', 1024)}) | "
+                f"{row['max_abs_metric_difference']:.1e} |")
+        lines.append("")
+    if "recommend" in parts:
+        row = parts["recommend"]
+        t = {name: value["median"] for name, value in row["seconds_to_first_answer_excluding_backbone_load"].items()}
+        lines += [f"**`recommend` in a fresh process** ({row['backbone']}, {row['catalog_items']:,} items; "
+                  "`from_pretrained` with the backbone passed in, plus the first answer; median of "
+                  f"{row['seconds_to_first_answer_excluding_backbone_load']['now']['n']} processes each): "
+                  f"{t['before']:.3f} s without a saved index, {t['now']:.3f} s with it: "
+                  f"**ratio {row['recommend_time_ratio']:.4f}**; same top items: {row['same_top_items']}.", ""]
+    if "sasrec" in parts:
+        row = parts["sasrec"]
+        bce, ce = row["losses"]["bce"], row["losses"]["ce"]
+        lines += ["**SASRec on ML-1M vs pmixer/SASRec.pytorch** (pmixer's settings, same batches, median seconds "
+                  f"per step; `{row['command']}`)", "",
+                  "| loss | package | pmixer re-implementation | epoch ratio (steps x median) | one real epoch each |",
+                  "|---|---|---|---|---|"]
+        for name, loss in (("BCE", bce), ("cross-entropy", ce)):
+            epoch = loss.get("one_real_epoch_seconds", {})
+            real = (f"{epoch['package']:.1f} s vs {epoch['pmixer']:.1f} s" if {"package", "pmixer"} <= set(epoch)
+                    else "—")
+            lines.append(f"| {name} | {loss['package_step_seconds']['median']:.3f} | "
+                         f"{loss['pmixer_step_seconds']['median']:.3f} | **{loss['ratio_of_median_step_seconds']:.3f}** |"
+                         f" {real} |")
+        lines.append("")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
@@ -199,6 +257,9 @@ def main() -> None:
         if isinstance(result, dict) and "runs_by_variant" in result and not path.stem.endswith("_quick"):
             out += [f"### Recipes: {result['benchmark']}, {result['data']['dataset']} (`{path.name}`)", ""]
             out += recipe_table(result) + [""]
+    throughput = load(args.results, "throughput.json")
+    if throughput:
+        out += ["### Throughput (`throughput.json`)", ""] + throughput_tables(throughput)
     for path in sorted(args.results.glob("sasrec_ml1m*.json")):
         out += [f"### SASRec on ML-1M (`{path.name}`)", ""] + sasrec_table(load(args.results, path.name)) + [""]
     print("\n".join(out))
