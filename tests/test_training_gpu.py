@@ -66,3 +66,18 @@ def test_quantized_backbone_trains_and_checkpoints_hold_no_backbone(bits, small_
     state = trainer.model.checkpoint_state_dict()
     assert state and not any(key.startswith("llm.") for key in state)
     assert_no_pickles(tmp_path)
+
+
+def test_prefix_cache_and_length_groups_keep_the_scores_on_gpu_in_bf16(make_tiny_model):
+    """The cached item path and the length groups on CUDA with a bf16 backbone: same vectors to bf16 tolerance."""
+    model = make_tiny_model("llama").cuda()
+    model.llm.to(torch.bfloat16)
+    batch = model.processor.encode_items(list(range(1, 17))).to("cuda")
+    vectors = []
+    for cache_mb, grouped in ((0, False), (64, True), (64, True)):  # off, cold, warm
+        model.config.item_prefix_cache_mb, model.config.group_prompts_by_length = cache_mb, grouped
+        with torch.no_grad():
+            vectors.append(model.encode_items(batch["input_ids"], batch["attention_mask"], batch["item_ids"]))
+    assert model._item_prefix_cache.hits == 16
+    for other in vectors[1:]:
+        torch.testing.assert_close(other, vectors[0], atol=2e-2, rtol=2e-2)
