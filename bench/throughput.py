@@ -47,7 +47,7 @@ from common import (  # noqa: E402
 from speed import Workloads, interleave  # noqa: E402
 
 from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
-from llm_srec.modeling.length_groups_llm_srec import length_groups  # noqa: E402
+from llm_srec.modeling.length_groups_llm_srec import length_groups_with_columns  # noqa: E402
 from llm_srec.modeling.prefix_cache_llm_srec import split_item_prompts, stack_prefix_states  # noqa: E402
 
 CACHE_MB = 1024  # the config default; --cache-mb overrides it
@@ -82,12 +82,11 @@ class CachedBareStep:
     def _users(self) -> torch.Tensor:
         """The user prompts in the model's length groups, each trimmed to its longest prompt (as the model runs)."""
         batch = self.work.batch
-        parts = []
-        for rows in length_groups(batch["attention_mask"].sum(-1).tolist()):
-            mask = batch["attention_mask"][rows]
-            columns = mask.any(0).nonzero().flatten().tolist()
-            kept = slice(columns[0], columns[-1] + 1)
-            parts.append(self.work._bare_forward(batch["input_ids"][rows][:, kept], mask[:, kept], self.work._special[1], True))
+        parts = [
+            self.work._bare_forward(batch["input_ids"][rows][:, kept], batch["attention_mask"][rows][:, kept],
+                                    self.work._special[1], True)
+            for rows, kept in length_groups_with_columns(batch["attention_mask"])
+        ]
         return torch.cat(parts)
 
     def __call__(self) -> float:
@@ -168,7 +167,9 @@ def measure_step(backbone: str, repeats: int) -> dict[str, Any]:
         "item_prefix_cache_mb": STEP_VARIANTS["now"]["item_prefix_cache_mb"],
         "batch": work.tokens(),
         "suffix_tokens_per_item_prompt": max(len(s) for s in bare_cached.suffixes),
-        "length_groups_of_the_user_prompts": [len(g) for g in length_groups(work.batch["attention_mask"].sum(-1).tolist())],
+        "length_groups_of_the_user_prompts": [
+            len(rows) for rows, _ in length_groups_with_columns(work.batch["attention_mask"])
+        ],
         "loss": {"before": loss_before, "now_cold_cache": loss_cold, "now_warm_cache": loss_now,
                  "max_abs_gradient_difference": gradient_difference},
         "cold_cache_step_seconds_forward_backward": round(cold, 4),

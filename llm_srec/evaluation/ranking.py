@@ -241,7 +241,7 @@ class RankingEvaluator:
             raise ValueError(f"targets {self.targets[out_of_range][:10].tolist()} are outside 1..{self.num_items}")
         self._candidates: np.ndarray | None = None
         self._index_items: np.ndarray | None = None
-        self._prompt_lengths: tuple[int, list[int]] | None = None
+        self._prompt_lengths: tuple[object, list[int]] | None = None
 
     @property
     def num_users(self) -> int:
@@ -283,8 +283,8 @@ class RankingEvaluator:
         prompt_lengths = getattr(encoder, "prompt_lengths", None) if self.length_grouping else None
         if callable(prompt_lengths):
             # the users are fixed, so their lengths are measured once per processor (a tokenisation pass)
-            key = id(getattr(encoder, "processor", encoder))
-            if self._prompt_lengths is None or self._prompt_lengths[0] != key:
+            key = getattr(encoder, "processor", encoder)
+            if self._prompt_lengths is None or self._prompt_lengths[0] is not key:
                 self._prompt_lengths = (key, prompt_lengths(self.histories, self.timestamps))
             lengths = np.asarray(self._prompt_lengths[1], dtype=np.int64)
             if lengths.shape != (self.num_users,):

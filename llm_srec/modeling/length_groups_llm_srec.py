@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
+
 SPLIT_COST_SHARE = 0.05  # one more backbone call must save 5% of the unsplit batch's padded tokens
 
 
@@ -39,4 +41,14 @@ def length_groups(lengths: Sequence[int], split_cost_share: float = SPLIT_COST_S
     return groups[::-1]
 
 
-__all__ = ["SPLIT_COST_SHARE", "length_groups"]
+def length_groups_with_columns(attention_mask: torch.Tensor) -> list[tuple[list[int], slice]]:
+    """`length_groups` of a padded batch, each with the columns its rows' real tokens span (the padding is one
+    contiguous side, so trimming to them keeps every real token of the group)."""
+    groups = []
+    for rows in length_groups(attention_mask.sum(-1).tolist()):
+        columns = attention_mask[rows].any(0).nonzero().flatten().tolist()
+        groups.append((rows, slice(columns[0], columns[-1] + 1)))
+    return groups
+
+
+__all__ = ["SPLIT_COST_SHARE", "length_groups", "length_groups_with_columns"]

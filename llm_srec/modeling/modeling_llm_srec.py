@@ -36,7 +36,7 @@ from .item_index_llm_srec import (
     load_item_index,
     save_item_index,
 )
-from .length_groups_llm_srec import length_groups
+from .length_groups_llm_srec import length_groups_with_columns
 from .modeling_sasrec import (
     INTERRUPTED_SAVE,
     ModelCardPushMixin,
@@ -323,6 +323,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             self._adapter_keys = self._inject_lora()
         self._check_prompt_budget(config.max_prompt_length)
         self._prefix_cache_unsupported = prefix_cache_unsupported_reason(self.llm)
+        self._cache_argument = cache_argument(self.llm)
         self._backbone_has_dropout = has_dropout(self.llm)
         self._item_prefix_cache = ItemPrefixCache(config.item_prefix_cache_mb << 20)
         forward_parameters = inspect.signature(self.llm.forward).parameters
@@ -521,24 +522,19 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         row), the rows' prefix states are kept in the item-prompt prefix cache from the same forward."""
         inputs_embeds = self._prompt_embeddings(input_ids, attention_mask, slot_item_ids, output_token_id, output_vector)
         output_mask = (input_ids == output_token_id) & attention_mask.bool()
-        groups = [list(range(input_ids.shape[0]))]
-        if self.config.group_prompts_by_length:
-            groups = length_groups(attention_mask.sum(-1).tolist())
-        if len(groups) == 1:
+        groups = length_groups_with_columns(attention_mask) if self.config.group_prompts_by_length else []
+        if len(groups) <= 1:
             position_ids = self.backbone_position_ids(attention_mask)
             return self._read_output_states(inputs_embeds, attention_mask, position_ids, output_mask, None, harvest)
         parts = []
-        for rows in groups:  # each group trimmed to its own longest prompt (the padding is one contiguous side)
+        for rows, kept in groups:
             index = torch.as_tensor(rows, device=input_ids.device)
-            mask = attention_mask[index]
-            columns = mask.any(0).nonzero().flatten().tolist()
-            kept = slice(columns[0], columns[-1] + 1)
-            mask = mask[:, kept]
+            mask = attention_mask[index, kept]
             parts.append(self._read_output_states(
                 inputs_embeds[index, kept], mask, self.backbone_position_ids(mask), output_mask[index, kept], None,
                 None if harvest is None else [harvest[row] for row in rows],
             ))
-        order = torch.as_tensor([row for rows in groups for row in rows], device=parts[0].device)
+        order = torch.as_tensor([row for rows, _ in groups for row in rows], device=parts[0].device)
         return torch.cat(parts)[torch.argsort(order)]
 
     def _item_states_with_prefix_cache(
@@ -622,7 +618,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         if harvest is not None:
             cache = DynamicCache()
         if cache is not None:
-            kwargs[cache_argument(self.llm)] = cache
+            kwargs[self._cache_argument] = cache
             kwargs["use_cache"] = True
         elif self._backbone_takes["use_cache"]:
             kwargs["use_cache"] = False

@@ -143,7 +143,7 @@ class ItemPrefixCache:
                 continue
             end = start + len(prefix)
             self._store(prefix, tuple(
-                torch.stack((keys[row, :, start:end], values[row, :, start:end])).detach().clone()
+                torch.stack((keys[row, :, start:end], values[row, :, start:end])).detach()  # a new tensor
                 for keys, values in layers
             ))
 

@@ -262,10 +262,11 @@ class LLMSRecProcessor(ProcessorMixin):
             return self.tokenizer(self._render_user(items, times, characters))["input_ids"]
 
         low, high = 0, len(self._catalog().title(items[0]))
-        if len(encode(0)) > self.max_prompt_length:
+        shortest = len(encode(0))
+        if shortest > self.max_prompt_length:
             raise ValueError(
-                f"max_prompt_length={self.max_prompt_length} is too small: a user prompt needs "
-                f"{len(encode(0))} tokens even with one item and an empty title."
+                f"max_prompt_length={self.max_prompt_length} is too small: a user prompt needs {shortest} tokens even "
+                "with one item and an empty title."
             )
         while low < high:
             middle = (low + high + 1) // 2
