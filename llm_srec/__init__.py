@@ -5,7 +5,14 @@ Importing the package registers the model classes with the transformers Auto cla
 `trust_remote_code`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import os as _os
+
+# The Hub-uploadable model code and the card templates sit at the checkout's top level (modeling/, hub_cards/); an
+# installed copy holds them inside this folder (setup.cfg package_dir). In a checkout, look for them one level up.
+if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "modeling")):
+    __path__.append(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))))
+
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
 
 from transformers import AutoConfig, AutoModel, AutoProcessor
 

@@ -178,7 +178,7 @@ def test_no_unexercised_command() -> None:
 
 def test_citation_is_the_model_cards() -> None:
     [bibtex] = [body for language, body in readme_blocks() if language == "bibtex"]
-    template = (ROOT / "llm_srec" / "hub_cards" / "llm_srec.md.j2").read_text(encoding="utf-8")
+    template = (ROOT / "hub_cards" / "llm_srec.md.j2").read_text(encoding="utf-8")
     assert f"```bibtex\n{bibtex}```" in template
     assert "eprint        = {2502.13909}" in bibtex
 
