@@ -1,7 +1,7 @@
 """Recipe comparison: LLM-SRec recipes and their levers against one fixed SASRec teacher, several seeds.
 
 The real `LLMSRecForRecommendation` heads, losses, `LLMSRecCollator`, `LLMSRecTrainer` (validation-based model
-selection: the best validation sampled HR@10, checked every half epoch, early stopping) and `RankingEvaluator`, on
+selection: the best validation sampled HR@10, checked every `--eval-every` epoch (half), early stopping) and `RankingEvaluator`, on
 ``--backbone``: ``oracle`` replaces the backbone's output-token states by oracle features
 (`llm_srec.evaluation.oracle`; ``bench/oracle.py`` is this script with that default), any other name is a real
 backbone of `common.backbone_path` (``minilm``, ``tiny-llama-ctrl`` ...).
@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import argparse
 import copy
+import fcntl
 import json
 import statistics
 import sys
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -40,9 +42,12 @@ from llm_srec.evaluation.oracle import attach_oracle  # noqa: E402
 from llm_srec.evaluation.probes import shuffled_training_data  # noqa: E402
 from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
 from llm_srec.training import LLMSRecTrainer, LLMSRecTrainingArguments  # noqa: E402
+from llm_srec.training import checkpointing  # noqa: E402
 from llm_srec.training.recipes import RECIPES  # noqa: E402
 
 SAMPLED = "sampled(1+99, seed=0)"
+# LoRA on the backbone's attention projections (Llama names), the issue-19 lever "transfer + LoRA".
+LORA_R8 = {"r": 8, "lora_alpha": 16, "lora_dropout": 0.0, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
 FULL = "full-catalog"
 # name -> (base recipe, oracle features, config overrides, training overrides): one lever per row. The oracle
 # features are ignored on a real backbone.
@@ -77,17 +82,20 @@ VARIANTS: dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]] = {
     "transfer/bag": ("transfer", "bag", {}, {}),
     "paper/bag": ("paper", "bag", {}, {}),
     "paper/no-distill": ("paper", "teacher", {"distillation_loss_weight": 0.0, "uniformity_loss_weight": 0.0}, {}),
+    "transfer/lora-r8": ("transfer", "teacher", {"lora_config": LORA_R8}, {}),
 }
 QUICK_VARIANTS = ["paper", "transfer", "transfer/bag"]
 
 
 def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed: int) -> LLMSRecTrainingArguments:
     settings = {
-        "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs, "eval_every_epoch_fraction": 0.5,
+        "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs, "eval_every_epoch_fraction": args.eval_every,
         "early_stopping_patience": args.patience, "max_eval_users": args.val_users, "per_device_eval_batch_size": 256,
         "save_total_limit": 1, "report_to": [], "disable_tqdm": True, "seed": seed, "dataloader_num_workers": 0,
         "use_cpu": not torch.cuda.is_available(), "eval_protocols": ["sampled"],
         **({"learning_rate": args.lr} if args.lr is not None else {}),
+        **({"per_device_train_batch_size": args.batch_size} if args.batch_size is not None else {}),
+        **({"warmup_ratio": args.warmup_ratio} if args.warmup_ratio is not None else {}),
         **({"max_steps": args.max_steps} if args.max_steps is not None else {}),
         **overrides,
     }
@@ -125,6 +133,34 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
     return table
 
 
+def has_complete_checkpoint(folder: str) -> bool:
+    """Whether an interrupted run left a checkpoint to resume from (a killed session continues where it was)."""
+    return Path(folder).is_dir() and bool(checkpointing.survey_checkpoints(folder)[0])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far (Linux reports ru_maxrss in KiB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def merge_run(out_path: Path, result: dict[str, Any], name: str, seed: int, record: dict[str, Any]) -> dict[str, Any]:
+    """Add one finished run to the result file under a lock, keeping runs that other invocations (other seeds or
+    variants running in parallel) wrote meanwhile; returns the merged result."""
+    with open(out_path.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        on_disk = json.loads(out_path.read_text()) if out_path.is_file() else {}
+        for variant, runs in on_disk.get("runs_by_variant", {}).items():
+            for other_seed, other in runs.items():
+                result["runs_by_variant"].setdefault(variant, {}).setdefault(other_seed, other)
+        for command in on_disk.get("commands", []):
+            if command not in result["commands"]:
+                result["commands"].insert(0, command)
+        result["runs_by_variant"].setdefault(name, {})[str(seed)] = record
+        summarise(result)
+        write_json(out_path, result)
+    return result
+
+
 def main(default_backbone: str = "oracle", description: str | None = None) -> None:
     parser = argparse.ArgumentParser(description=description or __doc__.splitlines()[0])
     parser.add_argument("--dataset", default="scientific", choices=("scientific", "ml-100k"))
@@ -133,10 +169,13 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
     parser.add_argument("--max-prompt-length", type=int, default=None,
                         help="token budget of a prompt (default: the backbone's position limit, at most 1024)")
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
+    parser.add_argument("--batch-size", type=int, default=None, help="training users per step (default: the recipe's)")
+    parser.add_argument("--warmup-ratio", type=float, default=None, help="linear warm-up share of the steps")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=10.0)
-    parser.add_argument("--patience", type=int, default=4, help="validations (every half epoch) without improvement")
+    parser.add_argument("--patience", type=int, default=4, help="validations without improvement")
+    parser.add_argument("--eval-every", type=float, default=0.5, help="validation every this fraction of an epoch")
     parser.add_argument("--val-users", type=int, default=1000)
     parser.add_argument("--eval-users", type=int, default=1000, help="seeded test-user subset (same for all models)")
     parser.add_argument("--teacher-epochs", type=int, default=100)
@@ -175,7 +214,7 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
                          "max_position_embeddings": teacher.config.max_position_embeddings}
     result["evaluation"] = {"split": "test", "users": evaluator.num_users, "protocols": [SAMPLED, FULL],
                             "selection": f"best validation {SAMPLED}/HR@10 "
-                                         f"(at most {args.val_users} seeded validation users), every half epoch"}
+                                         f"(at most {args.val_users} seeded validation users), every {args.eval_every} epoch"}
     write_json(out_path, result)
     oracle = args.backbone == "oracle"
     # The oracle's heads read teacher vectors: its backbone (never run) has the teacher's hidden size, 64.
@@ -203,19 +242,28 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
             trainer = LLMSRecTrainer(model, train_args(folder, recipe, training_overrides, args, seed),
                                      train_dataset=training_data.splits["train"],
                                      eval_dataset=training_data.splits["validation"])
-            trainer.train()
+            resumable = has_complete_checkpoint(trainer.args.output_dir)
+            train_output = trainer.train(resume_from_checkpoint=True if resumable else None)
             model = trainer.model.eval()
             best = trainer.state.best_metric
             steps = trainer.state.global_step
+            validation_seconds = [entry["eval_runtime"] for entry in trainer.state.log_history if "eval_runtime" in entry]
             del trainer
-            runs[str(seed)] = {
+            test_start = time.perf_counter()
+            test_metrics = evaluator.evaluate(model, show_progress=False)
+            record = {
                 "features": features if oracle else None, "recipe": recipe, "config_overrides": config_overrides,
                 "training_overrides": training_overrides, "steps": steps, "best_validation_HR@10": best,
-                "seconds": round(time.perf_counter() - start, 1),
-                "test": evaluator.evaluate(model, show_progress=False),
+                "resumed": resumable, "seconds": round(time.perf_counter() - start, 1),
+                "train_seconds": round(train_output.metrics["train_runtime"], 1),
+                "seconds_per_step": round(train_output.metrics["train_runtime"] / max(1, steps), 2),
+                "validation_seconds": [round(value, 1) for value in validation_seconds],
+                "test_seconds": round(time.perf_counter() - test_start, 1),
+                "peak_rss_mb": peak_rss_mb(), "machine": machine_info(),
+                "test": test_metrics,
             }
-            summarise(result)
-            write_json(out_path, result)
+            result = merge_run(out_path, result, name, seed, record)
+            runs = result["runs_by_variant"][name]
             print(json.dumps({"variant": name, "seed": seed, **runs[str(seed)]["test"][SAMPLED]}), flush=True)
     table = summarise(result)
     result["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)

@@ -1,0 +1,92 @@
+"""GGUF backbones: a GGUF checkpoint is de-quantised once into a plain transformers folder (`convert_gguf_backbone`),
+and LLM-SRec trains, saves and reloads on that folder with unchanged scores."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+from conftest import TINY_HEAD_SIZES, TINY_TITLES
+from gguf_files import write_tiny_llama_gguf
+from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+from llm_srec import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecModel
+from llm_srec.backbones import convert_gguf_backbone
+
+pytest.importorskip("gguf")
+
+
+@pytest.fixture(scope="module")
+def gguf_folder(tmp_path_factory, tiny_backbone_dir):
+    """A folder holding ``tiny.gguf``: the tiny Llama test backbone written as a llama.cpp-style GGUF file."""
+    folder = tmp_path_factory.mktemp("gguf-source")
+    write_tiny_llama_gguf(tiny_backbone_dir("llama"), folder / "tiny.gguf")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def converted(gguf_folder, tmp_path_factory):
+    return convert_gguf_backbone(gguf_folder, "tiny.gguf", tmp_path_factory.mktemp("converted"))
+
+
+def test_the_converted_folder_holds_the_gguf_weights_and_tokenizer_and_names_its_source(
+    gguf_folder, converted, tiny_backbone_dir
+):
+    direct = AutoModelForCausalLM.from_pretrained(gguf_folder, gguf_file="tiny.gguf").state_dict()
+    plain = AutoModelForCausalLM.from_pretrained(converted).state_dict()
+    assert plain.keys() == direct.keys()
+    assert all(torch.equal(plain[name], direct[name]) for name in direct)
+    original = AutoModelForCausalLM.from_pretrained(tiny_backbone_dir("llama")).state_dict()
+    # Two matrices were stored Q8_0: de-quantised they are close to, not equal to, the original weights.
+    torch.testing.assert_close(plain["model.layers.0.mlp.up_proj.weight"],
+                               original["model.layers.0.mlp.up_proj.weight"], atol=0.02, rtol=0)
+    torch.testing.assert_close(plain["model.layers.1.self_attn.q_proj.weight"],
+                               original["model.layers.1.self_attn.q_proj.weight"])
+    text = "Item No.1, Time: 2021-03-04, " + TINY_TITLES[0]
+    assert AutoTokenizer.from_pretrained(converted)(text).input_ids == AutoTokenizer.from_pretrained(
+        tiny_backbone_dir("llama"))(text).input_ids
+    record = json.loads((converted / "gguf_source.json").read_text())
+    assert record == {"source": str(gguf_folder), "gguf_file": "tiny.gguf", "dequantized_to": "float32"}
+
+
+def test_llm_srec_trains_saves_and_reloads_on_a_converted_gguf_backbone(
+    converted, tiny_catalog, tiny_sasrec_config, ordered_task, make_training_batch, tmp_path
+):
+    config = LLMSRecConfig.from_backbone(str(converted), sasrec_config=tiny_sasrec_config, **TINY_HEAD_SIZES)
+    processor = LLMSRecProcessor.from_config(config, AutoTokenizer.from_pretrained(converted), tiny_catalog)
+    torch.manual_seed(0)
+    model = LLMSRecForRecommendation(config, llm=AutoModel.from_pretrained(converted),
+                                     sasrec=SASRecModel(tiny_sasrec_config), processor=processor)
+    batch = make_training_batch(model, **ordered_task)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=3e-3)
+    model.train()
+    losses = []
+    for _ in range(5):
+        loss = model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    assert losses[-1] < losses[0]
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["llm_name_or_path"] == str(converted)
+
+    histories = [[1, 2, 3], [10, 11]]
+    loaded = LLMSRecForRecommendation.from_pretrained(tmp_path)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_users(**loaded.processor(histories)),
+                                   model.encode_users(**model.processor(histories)))
+        torch.testing.assert_close(loaded.refresh_item_index(), model.refresh_item_index())
+    got, want = loaded.recommend([["I00", "I01"]], k=4)[0], model.recommend([["I00", "I01"]], k=4)[0]
+    assert got.item_ids == want.item_ids
+
+
+def test_without_the_gguf_package_the_conversion_names_it(gguf_folder, tmp_path, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gguf" else find_spec(name, *a))
+    with pytest.raises(ImportError, match=r"needs the `gguf` package: pip install gguf"):
+        convert_gguf_backbone(gguf_folder, "tiny.gguf", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
