@@ -14,6 +14,7 @@ from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from llm_srec import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecModel
 from llm_srec.backbones import convert_gguf_backbone
+from llm_srec.hub import write_model_card
 
 pytest.importorskip("gguf")
 
@@ -82,6 +83,12 @@ def test_llm_srec_trains_saves_and_reloads_on_a_converted_gguf_backbone(
         torch.testing.assert_close(loaded.refresh_item_index(), model.refresh_item_index())
     got, want = loaded.recommend([["I00", "I01"]], k=4)[0], model.recommend([["I00", "I01"]], k=4)[0]
     assert got.item_ids == want.item_ids
+    card = str(write_model_card(tmp_path))
+    assert f"Its weights are the GGUF file `tiny.gguf` of `{record_source(converted)}`, de-quantised to float32." in card
+
+
+def record_source(converted) -> str:
+    return json.loads((converted / "gguf_source.json").read_text())["source"]
 
 
 def test_without_the_gguf_package_the_conversion_names_it(gguf_folder, tmp_path, monkeypatch):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
@@ -69,6 +70,7 @@ def template_variables(context: "CardContext") -> dict[str, Any]:
         "base_model": context.base_model,
         "backbone": config.get("llm_name_or_path") or llm_config.get("_name_or_path"),
         "backbone_type": llm_config.get("model_type"),
+        "backbone_gguf_source": _gguf_source(config.get("llm_name_or_path")),
         "backbone_random_init": context.backbone_random_init,
         "recipe": config.get("recipe"),
         "teacher_repo_id": context.teacher_repo_id,
@@ -93,6 +95,19 @@ def template_variables(context: "CardContext") -> dict[str, Any]:
         "added_parameters": f"{sum(parameters.values()) - teacher_parameters:,}",
         "teacher_parameters": f"{teacher_parameters:,}",
     }
+
+
+def _gguf_source(backbone: Any) -> str | None:
+    """"`file` of `source`" when the backbone folder was de-quantised from a GGUF file (`convert_gguf_backbone`
+    writes ``gguf_source.json`` there), so the card names the exact weights, not just a local folder."""
+    if not isinstance(backbone, str) or not os.path.isfile(record_path := os.path.join(backbone, "gguf_source.json")):
+        return None
+    try:
+        with open(record_path, encoding="utf-8") as handle:
+            record = json.load(handle)
+        return f"`{record['gguf_file']}` of `{record['source']}`, de-quantised to {record['dequantized_to']}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
