@@ -8,6 +8,7 @@ it must be labelled as random-initialised-backbone results.
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -204,4 +205,36 @@ def convert_gguf_backbone(
     return output_dir
 
 
-__all__ = ["BACKBONE_KINDS", "build_tiny_backbone", "convert_gguf_backbone"]
+def gguf_backbone_folder(
+    name_or_path: str | os.PathLike, gguf_file: str, cache_dir: str | os.PathLike | None = None, **hub_kwargs
+) -> Path:
+    """The converted folder of ``gguf_file`` in ``name_or_path``, de-quantised on first use and reused afterwards.
+
+    The folder lives under ``cache_dir`` (default: ``$HF_HOME/llm_srec/gguf``), named by the file and a digest of
+    where it came from, so the same GGUF file is converted once per machine and a trained model's
+    ``llm_name_or_path`` keeps pointing at the same weights.
+    """
+    import hashlib
+
+    from huggingface_hub.constants import HF_HOME
+
+    source = os.fspath(name_or_path)
+    identity = "\n".join([os.path.abspath(source) if os.path.isdir(source) else source, gguf_file,
+                          str(hub_kwargs.get("revision") or "")])
+    digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
+    root = Path(cache_dir) if cache_dir is not None else Path(HF_HOME) / "llm_srec" / "gguf"
+    folder = root / f"{Path(gguf_file).stem}-{digest}"
+    if (folder / "gguf_source.json").is_file():
+        return folder
+    staging = root / f".{folder.name}.partial-{os.getpid()}"
+    convert_gguf_backbone(source, gguf_file, staging, **hub_kwargs)
+    try:
+        os.replace(staging, folder)  # gguf_source.json is written last: a folder that has it is complete
+    except OSError:
+        if not (folder / "gguf_source.json").is_file():
+            raise
+        shutil.rmtree(staging)  # another process converted the same file meanwhile
+    return folder
+
+
+__all__ = ["BACKBONE_KINDS", "build_tiny_backbone", "convert_gguf_backbone", "gguf_backbone_folder"]

@@ -13,7 +13,7 @@ from gguf_files import write_tiny_llama_gguf
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
 from llm_srec import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecModel
-from llm_srec.backbones import convert_gguf_backbone
+from llm_srec.backbones import convert_gguf_backbone, gguf_backbone_folder
 from llm_srec.hub import write_model_card
 
 pytest.importorskip("gguf")
@@ -97,3 +97,16 @@ def test_without_the_gguf_package_the_conversion_names_it(gguf_folder, tmp_path,
     with pytest.raises(ImportError, match=r"needs the `gguf` package: pip install gguf"):
         convert_gguf_backbone(gguf_folder, "tiny.gguf", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_the_gguf_folder_is_converted_once_and_reused(gguf_folder, tmp_path, monkeypatch):
+    first = gguf_backbone_folder(gguf_folder, "tiny.gguf", cache_dir=tmp_path)
+    assert first.parent == tmp_path and first.name.startswith("tiny-")
+    assert json.loads((first / "gguf_source.json").read_text())["gguf_file"] == "tiny.gguf"
+    assert [path.name for path in tmp_path.iterdir()] == [first.name]  # no staging folder left behind
+
+    def no_second_conversion(*args, **kwargs):
+        raise AssertionError("converted twice")
+
+    monkeypatch.setattr("llm_srec.backbones.convert_gguf_backbone", no_second_conversion)
+    assert gguf_backbone_folder(gguf_folder, "tiny.gguf", cache_dir=tmp_path) == first
