@@ -8,7 +8,14 @@ library, with relative imports between themselves, so `save_pretrained` can copy
 from .catalog_llm_srec import ItemCatalog
 from .configuration_llm_srec import LLMSRecConfig
 from .configuration_sasrec import SASRecConfig
-from .modeling_llm_srec import LLMSRecForRecommendation, LLMSRecOutput, LLMSRecPreTrainedModel, Recommendation
+from .modeling_llm_srec import (
+    LLMSRecForRecommendation,
+    LLMSRecModel,
+    LLMSRecModelOutput,
+    LLMSRecOutput,
+    LLMSRecPreTrainedModel,
+    Recommendation,
+)
 from .modeling_sasrec import SASRecModel, SASRecOutput, SASRecPreTrainedModel
 from .processing_llm_srec import LLMSRecProcessor
 
@@ -16,6 +23,8 @@ __all__ = [
     "ItemCatalog",
     "LLMSRecConfig",
     "LLMSRecForRecommendation",
+    "LLMSRecModel",
+    "LLMSRecModelOutput",
     "LLMSRecOutput",
     "LLMSRecPreTrainedModel",
     "LLMSRecProcessor",

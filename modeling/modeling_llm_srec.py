@@ -1,17 +1,16 @@
-"""LLM-SRec (Kim et al., KDD'25) as a transformers `PreTrainedModel` (PAPER.md §2-3, §9).
+"""LLM-SRec (Kim et al., KDD'25) as transformers models (PAPER.md §2-3, §9), split as LLaVA is.
 
-A frozen backbone LLM reads a user prompt whose ``[HistoryEmb]`` slots hold f_I(SASRec item embeddings) and whose
-``[UserOut]`` slot holds a learned vector; its last hidden state there, through f_user, is the user representation.
-Items are encoded the same way with an item prompt and ``[ItemOut]``. Training distils the frozen SASRec teacher's
-user representation into f_user (MSE on L2-normalised vectors, or the contrastive variant) next to a sampled-softmax
-retrieval loss and a uniformity regulariser. Only f_I, the three heads and the two output vectors train (plus an
-optional LoRA adapter); the backbone is never resized, modified or saved.
+`LLMSRecModel` is the headless part: a frozen backbone LLM reads a user prompt whose ``[HistoryEmb]`` slots hold
+f_I(SASRec item embeddings) and whose ``[UserOut]`` slot holds a learned vector, and returns its last hidden state
+there; items are read the same way from an item prompt and ``[ItemOut]``, and the frozen SASRec teacher gives O_u.
+`LLMSRecForRecommendation` adds the heads (f_user, f_item, f_CF-user), the training losses (`losses_llm_srec`),
+`recommend` with the catalog's item index, and saving and loading. Only f_I, the three heads and the two output
+vectors train (plus an optional LoRA adapter); the backbone is never resized, modified or saved.
 """
 
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -25,8 +24,17 @@ from torch import nn
 from transformers import AutoModel, DynamicCache, PreTrainedModel
 from transformers import initialization as init
 from transformers.dynamic_module_utils import custom_object_save
-from transformers.utils import ModelOutput, cached_file, is_peft_available
+from transformers.utils import ModelOutput, cached_file, can_return_tuple
 
+from .backbone_llm_srec import (
+    backbone_hidden_size,
+    embedding_statistics,
+    inject_lora,
+    is_quantized,
+    mark_initialized,
+    missing_backbone_folder,
+    prepare_quantized_backbone,
+)
 from .catalog_llm_srec import ITEM_CATALOG_NAME
 from .configuration_llm_srec import LLMSRecConfig
 from .item_index_llm_srec import (
@@ -37,14 +45,8 @@ from .item_index_llm_srec import (
     save_item_index,
 )
 from .length_groups_llm_srec import length_groups_with_columns
-from .modeling_sasrec import (
-    INTERRUPTED_SAVE,
-    ModelCardPushMixin,
-    SASRecModel,
-    check_safetensors_file,
-    incomplete_folder_message,
-    staged_model_folder,
-)
+from .losses_llm_srec import LOSS_TERMS, distillation_losses, ranked_candidates, soft_cross_entropy, weighted_loss
+from .modeling_sasrec import SASRecModel
 from .prefix_cache_llm_srec import (
     ItemPrefixCache,
     cache_argument,
@@ -54,15 +56,35 @@ from .prefix_cache_llm_srec import (
     stack_prefix_states,
 )
 from .processing_llm_srec import LLMSRecProcessor
+from .saving_llm_srec import (
+    INTERRUPTED_SAVE,
+    ModelCardPushMixin,
+    check_safetensors_file,
+    incomplete_folder_message,
+    is_complete_json,
+    staged_model_folder,
+)
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_NAME = "model.safetensors"
 PROCESSOR_CONFIG_NAME = "processor_config.json"
-LOSS_TERMS = (
-    "retrieval_loss", "distillation_loss", "uniformity_loss", "score_distillation_loss", "item_distillation_loss"
-)
 _TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LLMSRecModelOutput(ModelOutput):
+    """Output of `LLMSRecModel.forward`.
+
+    Args:
+        user_hidden_states: h_U, the backbone's last hidden state at ``[UserOut]``, ``(B, d_llm)``.
+        item_hidden_states: h_I of the candidates, at ``[ItemOut]``, ``(B, C, d_llm)``.
+        teacher_states: O_u, the frozen teacher's user representation, ``(B, d)``.
+    """
+
+    user_hidden_states: torch.FloatTensor | None = None
+    item_hidden_states: torch.FloatTensor | None = None
+    teacher_states: torch.FloatTensor | None = None
 
 
 @dataclass
@@ -96,7 +118,6 @@ class LLMSRecOutput(ModelOutput):
     teacher_embeddings: torch.FloatTensor | None = None
     user_hidden_states: torch.FloatTensor | None = None
 
-
 @dataclass(frozen=True)
 class Recommendation:
     """Top-k recommendations for one user, best first: external ids, titles and dot-product scores."""
@@ -104,7 +125,6 @@ class Recommendation:
     item_ids: list[str]
     titles: list[str]
     scores: list[float]
-
 
 class PromptBudgetError(ValueError):
     """``max_prompt_length`` exceeds the backbone's positions; carries both numbers so a CLI can name its flag."""
@@ -117,16 +137,6 @@ class PromptBudgetError(ValueError):
         self.max_prompt_length = max_prompt_length
         self.limit = limit
 
-
-def missing_backbone_folder(llm_name_or_path: str) -> bool:
-    """True when ``llm_name_or_path`` is a local path (absolute, ``./``, ``../``, ``~`` or deeper than a Hub
-    ``owner/name``) with no folder there: a moved model or backbone, which transformers would report as a bad Hub id."""
-    looks_local = (
-        os.path.isabs(llm_name_or_path) or llm_name_or_path.startswith((".", "~")) or llm_name_or_path.count("/") > 1
-    )
-    return looks_local and not os.path.isdir(os.path.expanduser(llm_name_or_path))
-
-
 def _mlp(in_features: int, hidden_features: int, out_features: int, activation: nn.Module) -> nn.Sequential:
     """Linear -> LayerNorm -> activation -> Linear, the shape of every LLM-SRec head (PAPER.md §3.3)."""
     return nn.Sequential(
@@ -135,7 +145,6 @@ def _mlp(in_features: int, hidden_features: int, out_features: int, activation: 
         activation,
         nn.Linear(hidden_features, out_features),
     )
-
 
 class TeacherIsometry(nn.Module):
     """f_CF-user of ``teacher_projection="fixed"``: the teacher's d-dim space zero-padded into d' >= d dimensions.
@@ -155,48 +164,6 @@ class TeacherIsometry(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return F.pad(hidden_states, (0, self.padding))
 
-
-def _soft_cross_entropy(student_logits: torch.Tensor, teacher_logits: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Mean over rows of KL(softmax(teacher) || softmax(student)) restricted to the ``valid`` columns."""
-    student = F.log_softmax(student_logits.masked_fill(~valid, float("-inf")), dim=-1).masked_fill(~valid, 0.0)
-    teacher = F.softmax(teacher_logits.masked_fill(~valid, float("-inf")), dim=-1)
-    return (torch.special.xlogy(teacher, teacher) - teacher * student).sum(-1).mean()
-
-
-def _uniformity(embeddings: torch.Tensor) -> torch.Tensor:
-    """Mean of exp(-2 ||x_i - x_j||^2) over distinct in-batch pairs (the code's form: no log); 0 for one row.
-
-    Computed in float32: `pdist` has no bfloat16 kernel on CPU, which bf16 autocast would otherwise hand it."""
-    if embeddings.shape[0] < 2:
-        return embeddings.new_zeros((), dtype=torch.float32)
-    return torch.pdist(embeddings.float(), p=2).pow(2).mul(-2).exp().mean()
-
-
-def _embedding_statistics(weight: torch.Tensor) -> tuple[float, float]:
-    """Mean and standard deviation of an embedding matrix, accumulated in float64 chunk by chunk (memory-safe)."""
-    total = total_sq = 0.0
-    count = weight.numel()
-    rows_per_chunk = max(1, (1 << 22) // max(1, weight.shape[-1]))
-    for chunk in weight.detach().split(rows_per_chunk):
-        chunk = chunk.double()
-        total += chunk.sum().item()
-        total_sq += chunk.pow(2).sum().item()
-    mean = total / count
-    variance = max(total_sq / count - mean * mean, 0.0) * count / max(count - 1, 1)
-    return mean, variance**0.5
-
-
-def _is_quantized(model: nn.Module) -> bool:
-    """transformers sets ``hf_quantizer`` on models loaded with a ``quantization_config``."""
-    return getattr(model, "hf_quantizer", None) is not None
-
-
-def _mark_initialized(model: nn.Module) -> None:
-    """Protect an already-built submodel from transformers' weight initialisation of the composite model."""
-    for module in model.modules():
-        module._is_hf_initialized = True
-
-
 class LLMSRecPreTrainedModel(ModelCardPushMixin, PreTrainedModel):
     """Config binding and initialisation of the LLM-SRec heads (xavier-normal linear weights, zero biases)."""
 
@@ -214,26 +181,38 @@ class LLMSRecPreTrainedModel(ModelCardPushMixin, PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
-        elif isinstance(module, LLMSRecForRecommendation):
-            mean, std = _embedding_statistics(module.llm.get_input_embeddings().weight)
+        elif isinstance(module, LLMSRecModel):
+            mean, std = embedding_statistics(module.llm.get_input_embeddings().weight)
             init.normal_(module.user_out_embedding, mean=mean, std=std)
             init.normal_(module.item_out_embedding, mean=mean, std=std)
 
+    def get_nb_trainable_parameters(self) -> tuple[int, int]:
+        """(trainable, total) parameter counts, as PEFT reports them."""
+        trainable = sum(parameter.numel() for parameter in self.parameters() if parameter.requires_grad)
+        total = sum(parameter.numel() for parameter in self.parameters())
+        return trainable, total
 
-class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
-    """LLM-SRec: next-item retrieval with a frozen LLM distilled from a frozen SASRec teacher.
+    def print_trainable_parameters(self) -> None:
+        """Print trainable vs all parameters (PEFT's format)."""
+        trainable, total = self.get_nb_trainable_parameters()
+        share = 100 * trainable / total
+        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
+
+class LLMSRecModel(LLMSRecPreTrainedModel):
+    """The headless LLM-SRec model: backbone states at the prompts' output tokens, and the teacher's O_u.
 
     Submodules: ``llm`` (the backbone, an `AutoModel` without LM head; frozen, never saved), ``sasrec`` (the
-    teacher; frozen, saved), and the trainable ``item_projection`` (f_I), ``user_head`` (f_user), ``item_head``
-    (f_item), ``cf_user_head`` (f_CF-user), ``user_out_embedding`` and ``item_out_embedding``.
+    teacher; frozen, saved), and the trainable ``item_projection`` (f_I), ``user_out_embedding`` and
+    ``item_out_embedding``. Item prompts reuse cached prefix states (`prefix_cache_llm_srec`) and a batch runs in
+    groups of similar length (`length_groups_llm_srec`); both leave every state unchanged.
 
     Args:
         config: the `LLMSRecConfig`.
         llm: an already-loaded backbone (an `AutoModel`, or a model with an LM head whose base model is used).
             Without it the backbone is built, randomly initialised, from ``config.llm_config``; use
-            `from_pretrained` to load real weights.
+            `LLMSRecForRecommendation.from_pretrained` to load real weights.
         sasrec: an already-built SASRec teacher; without it one is built from ``config.sasrec_config``.
-        processor: an `LLMSRecProcessor` to attach (needed by `recommend` and for the special-token ids).
+        processor: an `LLMSRecProcessor` to attach (needed for the special-token ids and by `recommend`).
     """
 
     def __init__(
@@ -245,8 +224,6 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
     ) -> None:
         super().__init__(config)
         self._processor: LLMSRecProcessor | None = None
-        self._item_index: torch.Tensor | None = None
-        self._item_index_state: tuple | None = None
         self._adapter_keys: frozenset[str] = frozenset()
         # Diagnostics only (`llm_srec.evaluation.oracle`): a callable (slot_item_ids, "user" | "item") -> states
         # that replaces the backbone's output-token states. None, the default, runs the backbone.
@@ -262,19 +239,19 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         else:
             if not isinstance(llm, PreTrainedModel):
                 raise ValueError(f"llm must be a transformers PreTrainedModel, got {type(llm).__name__}.")
-            quantized = _is_quantized(llm)
+            quantized = is_quantized(llm)
             if llm.base_model is not llm:
                 logger.info("Using the base model of %s as the backbone (no LM head is used).", type(llm).__name__)
                 llm = llm.base_model
             if config.llm_config is None:
                 config.llm_config = llm.config
-            elif self._backbone_hidden_size(llm.config) != self._backbone_hidden_size(config.llm_config):
+            elif backbone_hidden_size(llm.config) != backbone_hidden_size(config.llm_config):
                 raise ValueError(
-                    f"The backbone's hidden size ({self._backbone_hidden_size(llm.config)}) differs from "
-                    f"config.llm_config's ({self._backbone_hidden_size(config.llm_config)}): this checkpoint was "
+                    f"The backbone's hidden size ({backbone_hidden_size(llm.config)}) differs from "
+                    f"config.llm_config's ({backbone_hidden_size(config.llm_config)}): this checkpoint was "
                     f"built for another backbone than {config.llm_name_or_path!r}."
                 )
-            _mark_initialized(llm)
+            mark_initialized(llm)
         if sasrec is None:
             if config.sasrec_config is None:
                 raise ValueError("LLMSRecConfig.sasrec_config is not set: pass the teacher's SASRecConfig.")
@@ -293,34 +270,29 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                     f"{sasrec.config.hidden_size}) does not match config.sasrec_config (num_items="
                     f"{config.sasrec_config.num_items}, hidden_size={config.sasrec_config.hidden_size})."
                 )
-            _mark_initialized(sasrec)
+            mark_initialized(sasrec)
         self.llm = llm
         self.sasrec = sasrec
 
         input_embeddings = llm.get_input_embeddings()
         input_size = input_embeddings.embedding_dim
-        hidden_size = self._backbone_hidden_size(llm.config) or input_size
+        hidden_size = backbone_hidden_size(llm.config) or input_size
         teacher_size = sasrec.config.hidden_size
         # The heads, output vectors and teacher live where the backbone's inputs are built.
         device = input_embeddings.weight.device
         self.item_projection = _mlp(teacher_size, input_size, input_size, nn.LeakyReLU()).to(device)
-        self.user_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
-        self.item_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
-        if config.teacher_projection == "fixed":
-            self.cf_user_head = TeacherIsometry(teacher_size, config.embedding_size)
-        else:
-            self.cf_user_head = _mlp(teacher_size, config.cf_hidden_size, config.embedding_size, nn.GELU()).to(device)
+        self._add_heads(hidden_size, teacher_size, device)
         self.user_out_embedding = nn.Parameter(torch.empty(input_size, device=device))
         self.item_out_embedding = nn.Parameter(torch.empty(input_size, device=device))
         self.sasrec.to(device)
-        self.post_init()
+        self.post_init()  # once, after the heads: seeded weights are those of a model built in one piece
 
         self.llm.requires_grad_(False)
         self.sasrec.requires_grad_(False)
         if quantized:
-            self._prepare_quantized_backbone()
+            prepare_quantized_backbone(self.llm)
         if config.lora_config is not None:
-            self._adapter_keys = self._inject_lora()
+            self._adapter_keys = inject_lora(self.llm, config.lora_config)
         self._check_prompt_budget(config.max_prompt_length)
         self._prefix_cache_unsupported = prefix_cache_unsupported_reason(self.llm)
         self._cache_argument = cache_argument(self.llm)
@@ -339,51 +311,27 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         if processor is not None:
             self.processor = processor
 
+    def _add_heads(self, hidden_size: int, teacher_size: int, device: torch.device) -> None:
+        """Where a subclass builds its heads: after f_I and before `post_init`, so one initialisation covers them
+        in the order a seeded model has always drawn its weights. The headless model has none."""
+
     # ------------------------------------------------------------------------------------------------ setup
-    @staticmethod
-    def _backbone_hidden_size(llm_config: Any) -> int | None:
-        text_config = llm_config.get_text_config() if hasattr(llm_config, "get_text_config") else llm_config
-        return getattr(text_config, "hidden_size", None)
 
     def _check_prompt_budget(self, max_prompt_length: int) -> None:
         limit = getattr(self.llm.config, "max_position_embeddings", None)
         if isinstance(limit, int) and max_prompt_length > limit:
             raise PromptBudgetError(max_prompt_length, limit)
 
-    def _prepare_quantized_backbone(self) -> None:
-        """peft's k-bit preparation (fp32 norms/embeddings, frozen weights), as the official code did for 8-bit."""
-        if is_peft_available():
-            from peft import prepare_model_for_kbit_training
-        else:
-            raise ImportError("A quantized backbone needs peft for k-bit preparation: pip install peft.")
-        prepare_model_for_kbit_training(self.llm, use_gradient_checkpointing=False)
-        self.llm.requires_grad_(False)
-
-    def _inject_lora(self) -> frozenset[str]:
-        """Inject the configured LoRA adapter into the backbone; return the state-dict keys of what it trains."""
-        if is_peft_available():
-            from peft import LoraConfig, inject_adapter_in_model
-        else:
-            raise ImportError("config.lora_config needs peft: pip install peft.")
-        inject_adapter_in_model(LoraConfig(**self.config.lora_config), self.llm)
-        keys = frozenset(f"llm.{name}" for name, parameter in self.llm.named_parameters() if parameter.requires_grad)
-        if not keys:
-            raise ValueError(f"lora_config {self.config.lora_config} adapted no module of the backbone.")
-        return keys
-
     def get_input_embeddings(self) -> nn.Module:
         """The backbone's token embedding (used by transformers, e.g. for input-gradient hooks)."""
         return self.llm.get_input_embeddings()
 
-    def train(self, mode: bool = True) -> LLMSRecForRecommendation:
+    def train(self, mode: bool = True) -> LLMSRecModel:
         """Set the training mode. The teacher always stays in eval mode (a deterministic O_u); the frozen backbone
         follows the mode like any transformers model (so per-layer gradient checkpointing and LoRA dropout work; a
-        backbone with dropout, e.g. BERT or GPT-2, applies it while training). Training invalidates the item index.
-        """
+        backbone with dropout, e.g. BERT or GPT-2, applies it while training)."""
         super().train(mode)
         self.sasrec.eval()
-        if mode:
-            self._item_index = None
         return self
 
     @property
@@ -400,7 +348,6 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             self.config.item_token_id = processor.item_token_id
             self.config.llm_pad_token_id = processor.pad_token_id
         self._processor = processor
-        self._item_index = None
 
     def _check_processor(self, processor: LLMSRecProcessor) -> None:
         # As Hub remote code, AutoModel and AutoProcessor each import this folder's processing module under their own
@@ -450,6 +397,7 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         return ids
 
     # ---------------------------------------------------------------------------------------------- encoding
+
     def _backbone_states(
         self,
         input_ids: torch.LongTensor,
@@ -706,6 +654,106 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
             input_ids, attention_mask, history_item_ids, self._special_token_ids()[1], self.user_out_embedding
         )
 
+    def _item_hidden_states(
+        self,
+        input_ids: torch.LongTensor,
+        attention_mask: torch.Tensor | None,
+        item_ids: torch.LongTensor | None,
+    ) -> torch.Tensor:
+        if item_ids is None:
+            raise ValueError("encode_items needs item_ids: the internal id of each prompt's item.")
+        item_ids = torch.as_tensor(item_ids, device=input_ids.device).reshape(-1, 1)
+        return self._backbone_states(
+            input_ids, attention_mask, item_ids, self._special_token_ids()[2], self.item_out_embedding
+        )
+
+    def _teacher_states(self, sasrec_input_ids: torch.LongTensor) -> torch.Tensor:
+        """O_u of the frozen teacher, ``(B, d)`` in float32."""
+        with torch.no_grad():
+            return self.sasrec.encode_users(sasrec_input_ids.to(self.sasrec.item_embeddings.device)).float()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        history_item_ids: torch.LongTensor | None = None,
+        sasrec_input_ids: torch.LongTensor | None = None,
+        candidate_input_ids: torch.LongTensor | None = None,
+        candidate_attention_mask: torch.Tensor | None = None,
+        candidate_item_ids: torch.LongTensor | None = None,
+    ) -> LLMSRecModelOutput:
+        """The backbone's states at the output tokens of the user and candidate prompts, and the teacher's O_u.
+
+        Args:
+            input_ids, attention_mask: ``(B, L)`` user prompts.
+            history_item_ids: ``(B, H)`` internal ids filling the ``[HistoryEmb]`` slots in order, 0-padded.
+            sasrec_input_ids: ``(B, maxlen)`` left-padded full histories for the teacher (O_u).
+            candidate_input_ids, candidate_attention_mask: ``(B*C, Li)`` item prompts of the candidates.
+            candidate_item_ids: ``(B, C)`` candidate internal ids.
+        """
+        user_hidden_states = item_hidden_states = teacher_states = None
+        if input_ids is not None:
+            user_hidden_states = self._user_hidden_states(input_ids, attention_mask, history_item_ids)
+        if candidate_input_ids is not None:
+            if candidate_item_ids is None or candidate_item_ids.dim() != 2:
+                raise ValueError("candidate_input_ids need candidate_item_ids of shape (batch, candidates).")
+            batch_size, num_candidates = candidate_item_ids.shape
+            if candidate_input_ids.shape[0] != batch_size * num_candidates:
+                raise ValueError(
+                    f"Got {candidate_input_ids.shape[0]} candidate prompts for candidate_item_ids of shape "
+                    f"{tuple(candidate_item_ids.shape)} (expected {batch_size * num_candidates})."
+                )
+            item_hidden_states = self._item_hidden_states(
+                candidate_input_ids, candidate_attention_mask, candidate_item_ids.reshape(-1)
+            ).view(batch_size, num_candidates, -1)
+        if sasrec_input_ids is not None:
+            teacher_states = self._teacher_states(sasrec_input_ids)
+        return LLMSRecModelOutput(
+            user_hidden_states=user_hidden_states, item_hidden_states=item_hidden_states, teacher_states=teacher_states
+        )
+
+class LLMSRecForRecommendation(LLMSRecModel):
+    """LLM-SRec: next-item retrieval with a frozen LLM distilled from a frozen SASRec teacher.
+
+    `LLMSRecModel` plus the trainable heads ``user_head`` (f_user), ``item_head`` (f_item) and ``cf_user_head``
+    (f_CF-user), the training losses, `recommend` over the catalog's item index, and the checkpoint format (heads,
+    output vectors, teacher and LoRA tensors; never a backbone weight). Why a subclass rather than a wrapper around
+    the headless model (LLaVA's ``self.model``): the parameter names, and so every saved folder, stay as they were.
+    Arguments as for `LLMSRecModel`.
+    """
+
+    def __init__(
+        self,
+        config: LLMSRecConfig,
+        llm: PreTrainedModel | None = None,
+        sasrec: SASRecModel | None = None,
+        processor: LLMSRecProcessor | None = None,
+    ) -> None:
+        self._item_index: torch.Tensor | None = None
+        self._item_index_state: tuple | None = None
+        super().__init__(config, llm=llm, sasrec=sasrec, processor=processor)
+
+    def _add_heads(self, hidden_size: int, teacher_size: int, device: torch.device) -> None:
+        """f_user, f_item and f_CF-user, built while the headless model is (right after f_I, before any weight is
+        initialised), so a seeded model gets the weights it got before the split."""
+        config = self.config
+        self.user_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
+        self.item_head = _mlp(hidden_size, config.head_hidden_size, config.embedding_size, nn.LeakyReLU()).to(device)
+        if config.teacher_projection == "fixed":
+            self.cf_user_head = TeacherIsometry(teacher_size, config.embedding_size)
+        else:
+            self.cf_user_head = _mlp(teacher_size, config.cf_hidden_size, config.embedding_size, nn.GELU()).to(device)
+
+    def train(self, mode: bool = True) -> LLMSRecForRecommendation:
+        """`LLMSRecModel.train`; training also drops the item index."""
+        super().train(mode)
+        if mode:
+            self._item_index = None
+        return self
+
+    # ---------------------------------------------------------------------------------------------- encoding
+
     def encode_users(
         self,
         input_ids: torch.LongTensor,
@@ -728,23 +776,13 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
     ) -> torch.Tensor:
         """Item representations f_item(h_I), ``(N, d')``, from tokenised item prompts and their internal ids;
         L2-normalised with ``similarity="cosine"``."""
-        if item_ids is None:
-            raise ValueError("encode_items needs item_ids: the internal id of each prompt's item.")
-        item_ids = torch.as_tensor(item_ids, device=input_ids.device).reshape(-1, 1)
-        states = self._backbone_states(
-            input_ids, attention_mask, item_ids, self._special_token_ids()[2], self.item_out_embedding
-        )
-        return self._shared_space(self.item_head(states))
+        return self._shared_space(self.item_head(self._item_hidden_states(input_ids, attention_mask, item_ids)))
 
     def encode_teacher(self, sasrec_input_ids: torch.LongTensor) -> torch.Tensor:
         """f_CF-user(O_u), ``(B, d')``: the frozen teacher's user representation mapped to the shared space."""
         return self.cf_user_head(self._teacher_states(sasrec_input_ids))
 
-    def _teacher_states(self, sasrec_input_ids: torch.LongTensor) -> torch.Tensor:
-        """O_u of the frozen teacher, ``(B, d)`` in float32."""
-        with torch.no_grad():
-            return self.sasrec.encode_users(sasrec_input_ids.to(self.sasrec.item_embeddings.device)).float()
-
+    @can_return_tuple
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
@@ -755,112 +793,104 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         candidate_attention_mask: torch.Tensor | None = None,
         candidate_item_ids: torch.LongTensor | None = None,
         labels: torch.LongTensor | None = None,
-        return_dict: bool | None = None,
-    ) -> LLMSRecOutput | tuple:
+    ) -> LLMSRecOutput:
         """Encode users, their candidates and the teacher view; with ``labels``, compute the training loss.
 
         Args:
-            input_ids, attention_mask: ``(B, L)`` user prompts.
-            history_item_ids: ``(B, H)`` internal ids filling the ``[HistoryEmb]`` slots in order, 0-padded.
-            sasrec_input_ids: ``(B, maxlen)`` left-padded full histories for the teacher (O_u).
-            candidate_input_ids, candidate_attention_mask: ``(B*C, Li)`` item prompts of the candidates.
-            candidate_item_ids: ``(B, C)`` candidate internal ids.
+            input_ids, attention_mask, history_item_ids, sasrec_input_ids, candidate_input_ids,
+            candidate_attention_mask, candidate_item_ids: as in `LLMSRecModel.forward`.
             labels: ``(B,)`` index of the target among the candidates; triggers the loss.
-            return_dict: return a tuple when False.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        config = self.config
-        user_hidden_states = user_embeddings = item_embeddings = logits = teacher_embeddings = None
-        teacher_states = None
-        if input_ids is not None:
-            user_hidden_states = self._user_hidden_states(input_ids, attention_mask, history_item_ids)
-            user_embeddings = self._shared_space(self.user_head(user_hidden_states))
-        if candidate_input_ids is not None:
-            if candidate_item_ids is None or candidate_item_ids.dim() != 2:
-                raise ValueError("candidate_input_ids need candidate_item_ids of shape (batch, candidates).")
-            batch_size, num_candidates = candidate_item_ids.shape
-            if candidate_input_ids.shape[0] != batch_size * num_candidates:
-                raise ValueError(
-                    f"Got {candidate_input_ids.shape[0]} candidate prompts for candidate_item_ids of shape "
-                    f"{tuple(candidate_item_ids.shape)} (expected {batch_size * num_candidates})."
-                )
-            item_embeddings = self.encode_items(
-                candidate_input_ids, candidate_attention_mask, candidate_item_ids.reshape(-1)
-            ).view(batch_size, num_candidates, -1)
+        states = super().forward(
+            input_ids, attention_mask, history_item_ids, sasrec_input_ids, candidate_input_ids,
+            candidate_attention_mask, candidate_item_ids, return_dict=True,
+        )
+        user_embeddings = item_embeddings = logits = teacher_embeddings = None
+        if states.user_hidden_states is not None:
+            user_embeddings = self._shared_space(self.user_head(states.user_hidden_states))
+        if states.item_hidden_states is not None:
+            batch_size, num_candidates = states.item_hidden_states.shape[:2]
+            flat_states = states.item_hidden_states.reshape(batch_size * num_candidates, -1)
+            item_embeddings = self._shared_space(self.item_head(flat_states)).view(batch_size, num_candidates, -1)
         if user_embeddings is not None and item_embeddings is not None:
             if item_embeddings.shape[0] != user_embeddings.shape[0]:
                 raise ValueError(
                     f"{user_embeddings.shape[0]} user prompts but candidates for {item_embeddings.shape[0]} users."
                 )
             logits = torch.einsum("bd,bcd->bc", user_embeddings, item_embeddings)
-        if sasrec_input_ids is not None:
-            teacher_states = self._teacher_states(sasrec_input_ids)
-            teacher_embeddings = self.cf_user_head(teacher_states)
-
+        if states.teacher_states is not None:
+            teacher_embeddings = self.cf_user_head(states.teacher_states)
         losses: dict[str, torch.Tensor] = {}
         if labels is not None:
-            if user_embeddings is None:
-                raise ValueError("labels were given without user prompts (input_ids).")
-            labels = labels.to(user_embeddings.device)
-            needs_candidates = config.retrieval_loss_weight > 0 or config.score_distillation_loss_weight > 0
-            if needs_candidates and logits is None:
-                raise ValueError("The retrieval and score-distillation losses need candidate_input_ids and candidate_item_ids.")
-            needs_teacher = (
-                config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0
-                or config.score_distillation_loss_weight > 0
+            losses = self._losses(
+                labels, logits, user_embeddings, item_embeddings, states.teacher_states, teacher_embeddings,
+                candidate_item_ids, sasrec_input_ids, history_item_ids,
             )
-            if needs_teacher and teacher_states is None:
-                raise ValueError("The distillation, uniformity and score-distillation losses need sasrec_input_ids.")
-            if needs_candidates:
-                ranked_logits, ranked_items, ranked_labels, valid = self._ranked_candidates(
-                    logits, user_embeddings, item_embeddings, candidate_item_ids, labels, sasrec_input_ids,
-                    history_item_ids,
-                )
-                scaled = ranked_logits / config.retrieval_temperature
-                if config.retrieval_loss_weight > 0:
-                    losses["retrieval_loss"] = F.cross_entropy(scaled.masked_fill(~valid, float("-inf")), ranked_labels)
-                if config.score_distillation_loss_weight > 0:
-                    ranked_items = ranked_items.to(self.sasrec.item_embeddings.device)
-                    teacher_scores = torch.einsum(
-                        "bd,bcd->bc", teacher_states, self.sasrec.item_embeddings[ranked_items].float()
-                    ).to(scaled.device)
-                    losses["score_distillation_loss"] = _soft_cross_entropy(
-                        scaled, teacher_scores / config.score_distillation_temperature, valid
-                    )
-            if teacher_states is not None and (config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0):
-                users = F.normalize(user_embeddings, dim=-1)
-                teachers = F.normalize(teacher_embeddings, dim=-1)
-                if config.distillation_loss_weight > 0:
-                    if config.distillation_loss == "mse":
-                        losses["distillation_loss"] = F.mse_loss(users, teachers)
-                    else:
-                        similarities = users @ teachers.t() / config.contrastive_temperature
-                        targets = torch.arange(similarities.shape[0], device=similarities.device)
-                        losses["distillation_loss"] = F.cross_entropy(similarities, targets)
-                if config.uniformity_loss_weight > 0:
-                    losses["uniformity_loss"] = _uniformity(users) + _uniformity(teachers)
-            if config.item_distillation_loss_weight > 0:
-                if item_embeddings is None:
-                    raise ValueError("The item-distillation loss needs candidate_input_ids and candidate_item_ids.")
-                item_ids = candidate_item_ids.reshape(-1).to(self.sasrec.item_embeddings.device)
-                targets = self.cf_user_head(self.sasrec.item_embeddings[item_ids].detach().float())
-                losses["item_distillation_loss"] = F.mse_loss(
-                    F.normalize(item_embeddings.reshape(-1, item_embeddings.shape[-1]), dim=-1),
-                    F.normalize(targets.to(item_embeddings.device), dim=-1),
-                )
-        loss = None
-        if losses:
-            loss = torch.stack([getattr(config, f"{name}_weight") * value for name, value in losses.items()]).sum()
-        output = LLMSRecOutput(
-            loss=loss,
+        return LLMSRecOutput(
+            loss=weighted_loss(self.config, losses),
             **{name: losses.get(name) for name in LOSS_TERMS},
             logits=logits,
             user_embeddings=user_embeddings,
             item_embeddings=item_embeddings,
             teacher_embeddings=teacher_embeddings,
-            user_hidden_states=user_hidden_states,
+            user_hidden_states=states.user_hidden_states,
         )
-        return output if return_dict else output.to_tuple()
+
+    def _losses(
+        self,
+        labels: torch.LongTensor,
+        logits: torch.Tensor | None,
+        user_embeddings: torch.Tensor | None,
+        item_embeddings: torch.Tensor | None,
+        teacher_states: torch.Tensor | None,
+        teacher_embeddings: torch.Tensor | None,
+        candidate_item_ids: torch.LongTensor | None,
+        sasrec_input_ids: torch.LongTensor | None,
+        history_item_ids: torch.LongTensor | None,
+    ) -> dict[str, torch.Tensor]:
+        """The enabled loss terms (`losses_llm_srec`), after checking that the batch holds what each one needs."""
+        config = self.config
+        if user_embeddings is None:
+            raise ValueError("labels were given without user prompts (input_ids).")
+        labels = labels.to(user_embeddings.device)
+        needs_candidates = config.retrieval_loss_weight > 0 or config.score_distillation_loss_weight > 0
+        if needs_candidates and logits is None:
+            raise ValueError("The retrieval and score-distillation losses need candidate_input_ids and candidate_item_ids.")
+        needs_teacher = (
+            config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0
+            or config.score_distillation_loss_weight > 0
+        )
+        if needs_teacher and teacher_states is None:
+            raise ValueError("The distillation, uniformity and score-distillation losses need sasrec_input_ids.")
+        losses: dict[str, torch.Tensor] = {}
+        if needs_candidates:
+            ranked_logits, ranked_items, ranked_labels, valid = self._ranked_candidates(
+                logits, user_embeddings, item_embeddings, candidate_item_ids, labels, sasrec_input_ids,
+                history_item_ids,
+            )
+            scaled = ranked_logits / config.retrieval_temperature
+            if config.retrieval_loss_weight > 0:
+                losses["retrieval_loss"] = F.cross_entropy(scaled.masked_fill(~valid, float("-inf")), ranked_labels)
+            if config.score_distillation_loss_weight > 0:
+                ranked_items = ranked_items.to(self.sasrec.item_embeddings.device)
+                teacher_scores = torch.einsum(
+                    "bd,bcd->bc", teacher_states, self.sasrec.item_embeddings[ranked_items].float()
+                ).to(scaled.device)
+                losses["score_distillation_loss"] = soft_cross_entropy(
+                    scaled, teacher_scores / config.score_distillation_temperature, valid
+                )
+        if teacher_states is not None and (config.distillation_loss_weight > 0 or config.uniformity_loss_weight > 0):
+            losses.update(distillation_losses(config, user_embeddings, teacher_embeddings))
+        if config.item_distillation_loss_weight > 0:
+            if item_embeddings is None:
+                raise ValueError("The item-distillation loss needs candidate_input_ids and candidate_item_ids.")
+            item_ids = candidate_item_ids.reshape(-1).to(self.sasrec.item_embeddings.device)
+            targets = self.cf_user_head(self.sasrec.item_embeddings[item_ids].detach().float())
+            losses["item_distillation_loss"] = F.mse_loss(
+                F.normalize(item_embeddings.reshape(-1, item_embeddings.shape[-1]), dim=-1),
+                F.normalize(targets.to(item_embeddings.device), dim=-1),
+            )
+        return losses
 
     def _ranked_candidates(
         self,
@@ -872,30 +902,15 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         sasrec_input_ids: torch.LongTensor | None,
         history_item_ids: torch.LongTensor | None,
     ) -> tuple[torch.Tensor, torch.LongTensor, torch.LongTensor, torch.Tensor]:
-        """Scores, item ids, target column and validity mask of the candidates each user's target is ranked among.
-
-        Without ``in_batch_negatives``: the user's own ``C`` candidates (``logits``), all valid. With it: all ``B*C`` candidates
-        of the batch, where another row's copy of the user's target, or an item of the user's history (the teacher's
-        window, else the prompt's), is masked out as a false negative.
-        """
-        candidate_item_ids = candidate_item_ids.to(user_embeddings.device)
-        if not self.config.in_batch_negatives:
-            return logits, candidate_item_ids, labels, torch.ones_like(logits, dtype=torch.bool)
-        batch_size, num_candidates = candidate_item_ids.shape
-        flat_items = candidate_item_ids.reshape(-1)
-        logits = user_embeddings @ item_embeddings.reshape(batch_size * num_candidates, -1).t()
-        columns = torch.arange(batch_size, device=labels.device) * num_candidates + labels
-        targets = flat_items[columns]
-        invalid = flat_items.unsqueeze(0) == targets.unsqueeze(1)
+        """`ranked_candidates` under the config's ``in_batch_negatives``; a user's seen items are the teacher's
+        window, else the prompt's history."""
         seen = sasrec_input_ids if sasrec_input_ids is not None else history_item_ids
-        if seen is not None:
-            seen = seen.to(flat_items.device)
-            invalid |= ((seen.unsqueeze(-1) == flat_items.view(1, 1, -1)) & (seen.unsqueeze(-1) > 0)).any(1)
-        own = torch.zeros_like(invalid)
-        own[torch.arange(batch_size, device=own.device), columns] = True
-        return logits, flat_items.unsqueeze(0).expand(batch_size, -1), columns, ~invalid | own
+        return ranked_candidates(
+            self.config.in_batch_negatives, logits, user_embeddings, item_embeddings, candidate_item_ids, labels, seen
+        )
 
     # ------------------------------------------------------------------------------------------ recommending
+
     def _require_processor(self) -> LLMSRecProcessor:
         if self._processor is None or self._processor.item_catalog is None:
             raise ValueError(
@@ -1004,20 +1019,8 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
                 )
         return results
 
-    # ------------------------------------------------------------------------------------------- parameters
-    def get_nb_trainable_parameters(self) -> tuple[int, int]:
-        """(trainable, total) parameter counts, as PEFT reports them."""
-        trainable = sum(parameter.numel() for parameter in self.parameters() if parameter.requires_grad)
-        total = sum(parameter.numel() for parameter in self.parameters())
-        return trainable, total
-
-    def print_trainable_parameters(self) -> None:
-        """Print trainable vs all parameters (PEFT's format)."""
-        trainable, total = self.get_nb_trainable_parameters()
-        share = 100 * trainable / total
-        print(f"trainable params: {trainable:,d} || all params: {total:,d} || trainable%: {share:.4f}")
-
     # ---------------------------------------------------------------------------------------- serialisation
+
     def checkpoint_state_dict(self, state_dict: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """What a checkpoint holds: heads, output vectors, the SASRec teacher and LoRA tensors; no backbone weight."""
         state_dict = self.state_dict() if state_dict is None else state_dict
@@ -1199,7 +1202,6 @@ class LLMSRecForRecommendation(LLMSRecPreTrainedModel):
         self._item_index = index.to(self.user_out_embedding.device)
         self._item_index_state = self._current_index_state()
 
-
 def _has_saved_processor(
     pretrained_model_name_or_path: str | os.PathLike, config: LLMSRecConfig, hub_kwargs: dict[str, Any]
 ) -> bool:
@@ -1230,31 +1232,18 @@ def _has_saved_processor(
             + "; pass processor=... to attach one, or processor=None to load the model without it"
         )
     for name, path in found.items():
-        if name.endswith(".json") and not _is_complete_json(path):
+        if name.endswith(".json") and not is_complete_json(path):
             raise ValueError(f"{path} is not valid JSON (truncated or corrupt?) {INTERRUPTED_SAVE}")
     return True
 
 
-def _is_complete_json(path: str) -> bool:
-    """Parses as JSON (files over 8 MiB, e.g. a large catalog, are only checked to end their top-level object)."""
-    try:
-        if os.path.getsize(path) <= 8 << 20:
-            with open(path, encoding="utf-8") as handle:
-                json.load(handle)
-            return True
-        with open(path, "rb") as handle:
-            handle.seek(-64, os.SEEK_END)
-            return handle.read().rstrip().endswith((b"}", b"]"))
-    except (OSError, ValueError):
-        return False
-
-
 __all__ = [
-    "LOSS_TERMS",
-    "LLMSRecOutput",
-    "PromptBudgetError",
-    "TeacherIsometry",
-    "LLMSRecPreTrainedModel",
     "LLMSRecForRecommendation",
+    "LLMSRecModel",
+    "LLMSRecModelOutput",
+    "LLMSRecOutput",
+    "LLMSRecPreTrainedModel",
+    "PromptBudgetError",
     "Recommendation",
+    "TeacherIsometry",
 ]

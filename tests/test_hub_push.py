@@ -428,7 +428,7 @@ def test_pushed_repos_load_as_remote_code_and_score_like_the_library(
     assert [name for name, content in received.items() if str(backbone.parent).encode() in content] == []
     teacher_files = hub.repos["test-user/tiny-real-sasrec"].revisions["main"]
     assert sorted(teacher_files) == ["README.md", "card.json", "config.json", "configuration_sasrec.py",
-                                     "model.safetensors", "modeling_sasrec.py"]
+                                     "model.safetensors", "modeling_sasrec.py", "saving_llm_srec.py"]
 
     model_folder = _materialise(received, tmp_path / "pulled-model")
     teacher_folder = _materialise(teacher_files, tmp_path / "pulled-teacher")
@@ -470,7 +470,7 @@ def test_teacher_pushed_from_a_checkpoint_or_a_module_is_the_model_teacher(
 
     received = hub.repos["test-user/tiny-real-sasrec"].revisions["main"]
     assert sorted(received) == ["README.md", "card.json", "config.json", "configuration_sasrec.py",
-                                "model.safetensors", "modeling_sasrec.py"]
+                                "model.safetensors", "modeling_sasrec.py", "saving_llm_srec.py"]
     assert "teacher of [`test-user/tiny-real`]" in received[README_FILE].decode()
     teacher = SASRecModel.from_pretrained(_materialise(received, tmp_path / "pulled")).eval()
     history = torch.tensor([[0, 0, 3, 7, 1], [0, 0, 0, 0, 5]])

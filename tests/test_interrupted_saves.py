@@ -17,7 +17,7 @@ from llm_srec import LLMSRecForRecommendation, SASRecModel
 from llm_srec.cli import CLIError
 from llm_srec.cli._training import check_output_dir
 from llm_srec.modeling import modeling_llm_srec
-from llm_srec.modeling.modeling_sasrec import recover_interrupted_save
+from llm_srec.modeling.saving_llm_srec import recover_interrupted_save
 from llm_srec.modeling.processing_llm_srec import LLMSRecProcessor
 from llm_srec.training import SASRecTrainer, SASRecTrainingArguments, checkpointing
 from llm_srec.training import trainer as trainer_module

@@ -6,6 +6,7 @@ checkout root to its `__path__`), the wheel, `pip install .` run from the checko
 
 from __future__ import annotations
 
+import ast
 import configparser
 import shutil
 import subprocess
@@ -110,3 +111,19 @@ def test_an_editable_install_imports_the_top_level_folders(checkout: Path, tmp_p
     _pip("--editable", checkout, python=python)
     assert _where(python, tmp_path) == [
         str(checkout / "llm_srec" / "__init__.py"), str(checkout / "modeling" / "__init__.py"), "True"]
+
+
+def test_the_model_code_imports_only_torch_transformers_safetensors_and_its_own_files():
+    """modeling/ is uploaded as Hub remote code: it must run where llm_srec is not installed (peft only for LoRA
+    and k-bit backbones, imported when they are used)."""
+    allowed = {"torch", "transformers", "safetensors", "peft", *sys.stdlib_module_names}
+    for path in sorted((ROOT / "modeling").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                modules = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                modules = [node.module]
+            else:
+                continue
+            outside = [name for name in modules if name.split(".")[0] not in allowed]
+            assert not outside, f"{path.name}:{node.lineno} imports {outside}"

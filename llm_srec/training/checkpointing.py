@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from llm_srec.modeling.modeling_sasrec import check_safetensors_file
+from llm_srec.modeling.saving_llm_srec import check_safetensors_file
 
 logger = logging.getLogger(__name__)
 

@@ -36,8 +36,8 @@ from llm_srec.data.transforms import expand_all_positions
 from llm_srec.evaluation.ranking import NestedMetrics, RankingEvaluator, flatten_metrics
 from llm_srec.hub import write_model_card
 from llm_srec.modeling import LLMSRecForRecommendation, LLMSRecProcessor
-from llm_srec.modeling.modeling_llm_srec import LOSS_TERMS
-from llm_srec.modeling.modeling_sasrec import staged_model_folder
+from llm_srec.modeling.losses_llm_srec import LOSS_TERMS
+from llm_srec.modeling.saving_llm_srec import staged_model_folder
 
 from . import checkpointing
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments
