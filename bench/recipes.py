@@ -95,7 +95,10 @@ def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed:
         "use_cpu": not torch.cuda.is_available(), "eval_protocols": ["sampled"],
         **({"learning_rate": args.lr} if args.lr is not None else {}),
         **({"per_device_train_batch_size": args.batch_size} if args.batch_size is not None else {}),
-        **({"warmup_ratio": args.warmup_ratio} if args.warmup_ratio is not None else {}),
+        # a float < 1 is a ratio; the recipes' constant schedule would ignore a warm-up
+        **({"warmup_steps": args.warmup_ratio, "lr_scheduler_type": "constant_with_warmup"}
+           if args.warmup_ratio is not None else {}),
+        **({"gradient_checkpointing": True} if args.gradient_checkpointing else {}),
         **({"max_steps": args.max_steps} if args.max_steps is not None else {}),
         **overrides,
     }
@@ -171,6 +174,8 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
     parser.add_argument("--lr", type=float, default=None, help="learning rate (default: the recipe's)")
     parser.add_argument("--batch-size", type=int, default=None, help="training users per step (default: the recipe's)")
     parser.add_argument("--warmup-ratio", type=float, default=None, help="linear warm-up share of the steps")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute the backbone's activations in the backward pass (memory for compute)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=float, default=10.0)
@@ -238,7 +243,7 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
             model = build_model(data, backbone, sasrec=copy.deepcopy(teacher), seed=seed, **config_kwargs)
             if oracle:
                 attach_oracle(model, features)
-            folder = WORK_DIR / f"{args.backbone}_{args.dataset}" / name.replace("/", "_") / f"seed{seed}"
+            folder = WORK_DIR / out_path.stem / name.replace("/", "_") / f"seed{seed}"  # one run folder per result file
             trainer = LLMSRecTrainer(model, train_args(folder, recipe, training_overrides, args, seed),
                                      train_dataset=training_data.splits["train"],
                                      eval_dataset=training_data.splits["validation"])

@@ -183,6 +183,23 @@ def recipe_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def run_cost_table(result: dict[str, Any]) -> list[str]:
+    """Per run of a `bench/recipes.py` file that recorded its costs: steps, seconds per step, validation and test
+    seconds, peak memory, and the load the machine was under."""
+    rows = [(name, seed, run) for name, runs in result.get("runs_by_variant", {}).items()
+            for seed, run in runs.items() if "seconds_per_step" in run]
+    if not rows:
+        return []
+    lines = ["| run | seed | steps | s/step | validations (s each) | test (s) | peak RSS (MiB) | load (1 min) |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, seed, run in rows:
+        validations = ", ".join(f"{value:.0f}" for value in run["validation_seconds"]) or "—"
+        load = run.get("machine", {}).get("load_average_1m")
+        lines.append(f"| {name} | {seed} | {run['steps']} | {run['seconds_per_step']:.1f} | {validations} | "
+                     f"{run['test_seconds']:.0f} | {run['peak_rss_mb']:,.0f} | {fmt(load, 2)} |")
+    return lines
+
+
 def throughput_tables(result: dict[str, Any]) -> list[str]:
     """`bench/throughput.py`'s parts: before/after medians and the ratios, each measured side by side in one run."""
     parts = result["parts"]
@@ -257,6 +274,9 @@ def main() -> None:
         if isinstance(result, dict) and "runs_by_variant" in result and not path.stem.endswith("_quick"):
             out += [f"### Recipes: {result['benchmark']}, {result['data']['dataset']} (`{path.name}`)", ""]
             out += recipe_table(result) + [""]
+            costs = run_cost_table(result)
+            if costs:
+                out += costs + [""]
     throughput = load(args.results, "throughput.json")
     if throughput:
         out += ["### Throughput (`throughput.json`)", ""] + throughput_tables(throughput)
