@@ -122,8 +122,31 @@ def _lora_config_dict(lora_config: Any) -> dict[str, Any] | None:
     return normalised
 
 
+# Keys a 0.1.0 config.json holds whose setting now has another owner (see `LLMSRecConfig`).
+LEGACY_KEYS = (
+    "history_token_id", "user_token_id", "item_token_id", "llm_pad_token_id", "num_train_negatives",
+    "item_prefix_cache_mb", "group_prompts_by_length",
+)
+# What a 0.1.0 folder saved without ``processor_files`` held when its config recorded the special-token ids.
+_LEGACY_PROCESSOR_FILES = ["processor_config.json", "item_catalog.json", "tokenizer_config.json"]
+
+
+def _drop_legacy_keys(kwargs: dict[str, Any]) -> None:
+    """Remove `LEGACY_KEYS` from config kwargs; a folder that recorded the token ids (so had a processor attached) but
+    no ``processor_files`` is taken to hold the processor files such folders held."""
+    had_processor = kwargs.get("history_token_id") is not None
+    for key in LEGACY_KEYS:
+        kwargs.pop(key, None)
+    if had_processor and kwargs.get("processor_files") is None:
+        kwargs["processor_files"] = list(_LEGACY_PROCESSOR_FILES)
+
+
 class LLMSRecConfig(PreTrainedConfig):
-    """Everything that defines an LLM-SRec model (the config is the single source of truth).
+    """An LLM-SRec model's architecture and loss settings, and the prompt definition its processor is built from.
+
+    The config records the prompts (`LLMSRecProcessor.from_config` builds the processor from them); at run time the
+    attached processor owns them and the special-token ids. Training choices (the negatives per example) belong to
+    the training arguments, run-time options (prefix cache, length groups) to the model.
 
     Args:
         llm_name_or_path: Hub id or folder of the frozen backbone, loaded by `from_pretrained` (never saved in our
@@ -138,12 +161,9 @@ class LLMSRecConfig(PreTrainedConfig):
         user_prompt_prefix, history_item_template, history_item_template_no_time, history_separator,
         user_prompt_suffix, item_prompt_template: the prompt pieces; the defaults are the official code's.
         history_token, user_token, item_token: the special-token strings ``[HistoryEmb]``, ``[UserOut]``,
-            ``[ItemOut]``.
-        history_token_id, user_token_id, item_token_id, llm_pad_token_id: their ids in the processor's tokenizer
-            (set when a processor is attached to the model; the backbone vocabulary is never resized).
+            ``[ItemOut]`` (their ids are the processor's: the backbone vocabulary is never resized).
         retrieval_loss_weight, distillation_loss_weight, uniformity_loss_weight: loss weights (1.0 each; a weight of
             0 skips the term, which is how the paper's ablations are expressed).
-        num_train_negatives: random negatives per training example (3, so 4 candidates).
         distillation_loss: ``"mse"`` (MSE on L2-normalised vectors, the code) or ``"contrastive"`` (Eq. 10).
         contrastive_temperature: temperature of the contrastive variant (0.07).
         similarity: ``"dot"`` (the paper: raw dot products of f_user and f_item) or ``"cosine"`` (both outputs are
@@ -167,10 +187,10 @@ class LLMSRecConfig(PreTrainedConfig):
             adapter on the backbone, saved in our checkpoint.
         max_prompt_length: token budget of a prompt; the oldest history items are dropped first to fit.
         backbone_dtype: dtype used to load the backbone when `from_pretrained` gets none.
-        item_prefix_cache_mb: memory bound (MiB) of the item-prompt prefix key/value cache of a causal backbone
-            (`llm_srec.modeling.prefix_cache_llm_srec`); 0 turns it off. Scores are the same with and without it.
-        group_prompts_by_length: run a batch's prompts through the backbone in groups of similar length, each trimmed
-            to its longest (`llm_srec.modeling.length_groups_llm_srec`); same scores, less padding.
+
+    Keys of folders saved by 0.1.0 that now have another owner are read and dropped (`LEGACY_KEYS`): the special-token
+    ids (the processor's), ``num_train_negatives`` (the training arguments'), ``item_prefix_cache_mb`` and
+    ``group_prompts_by_length`` (run-time options of the model, `from_pretrained` keyword arguments).
     """
 
     model_type = "llm_srec"
@@ -197,14 +217,9 @@ class LLMSRecConfig(PreTrainedConfig):
         history_token: str = DEFAULT_SPECIAL_TOKENS["history_token"],
         user_token: str = DEFAULT_SPECIAL_TOKENS["user_token"],
         item_token: str = DEFAULT_SPECIAL_TOKENS["item_token"],
-        history_token_id: int | None = None,
-        user_token_id: int | None = None,
-        item_token_id: int | None = None,
-        llm_pad_token_id: int | None = None,
         retrieval_loss_weight: float = 1.0,
         distillation_loss_weight: float = 1.0,
         uniformity_loss_weight: float = 1.0,
-        num_train_negatives: int = 3,
         distillation_loss: str = "mse",
         contrastive_temperature: float = 0.07,
         similarity: str = "dot",
@@ -218,10 +233,9 @@ class LLMSRecConfig(PreTrainedConfig):
         lora_config: dict | Any | None = None,
         max_prompt_length: int = 1024,
         backbone_dtype: str = "auto",
-        item_prefix_cache_mb: int = 1024,
-        group_prompts_by_length: bool = True,
         **kwargs: Any,
     ) -> None:
+        _drop_legacy_keys(kwargs)
         if not isinstance(llm_name_or_path, str) or not llm_name_or_path:
             raise ValueError(f"llm_name_or_path must be a non-empty string, got {llm_name_or_path!r}.")
         for name, value in (
@@ -229,7 +243,6 @@ class LLMSRecConfig(PreTrainedConfig):
             ("embedding_size", embedding_size),
             ("cf_hidden_size", cf_hidden_size),
             ("history_length", history_length),
-            ("num_train_negatives", num_train_negatives),
             ("max_prompt_length", max_prompt_length),
         ):
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -266,23 +279,8 @@ class LLMSRecConfig(PreTrainedConfig):
             raise ValueError(f"distillation_loss must be one of {DISTILLATION_LOSSES}, got {distillation_loss!r}.")
         if not isinstance(contrastive_temperature, (int, float)) or contrastive_temperature <= 0:
             raise ValueError(f"contrastive_temperature must be > 0, got {contrastive_temperature!r}.")
-        if isinstance(item_prefix_cache_mb, bool) or not isinstance(item_prefix_cache_mb, int) or item_prefix_cache_mb < 0:
-            raise ValueError(
-                f"LLMSRecConfig.item_prefix_cache_mb must be a non-negative integer (0 turns the cache off), got "
-                f"{item_prefix_cache_mb!r}."
-            )
-        if not isinstance(group_prompts_by_length, bool):
-            raise ValueError(f"group_prompts_by_length must be True or False, got {group_prompts_by_length!r}.")
         if backbone_dtype not in BACKBONE_DTYPES:
             raise ValueError(f"backbone_dtype must be one of {BACKBONE_DTYPES}, got {backbone_dtype!r}.")
-        for name, value in (
-            ("history_token_id", history_token_id),
-            ("user_token_id", user_token_id),
-            ("item_token_id", item_token_id),
-            ("llm_pad_token_id", llm_pad_token_id),
-        ):
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"LLMSRecConfig.{name} must be None or a non-negative integer, got {value!r}.")
         templates = {
             "user_prompt_prefix": user_prompt_prefix,
             "history_item_template": history_item_template,
@@ -315,14 +313,9 @@ class LLMSRecConfig(PreTrainedConfig):
         self.history_length = history_length
         for name, value in {**templates, **special_tokens}.items():
             setattr(self, name, value)
-        self.history_token_id = history_token_id
-        self.user_token_id = user_token_id
-        self.item_token_id = item_token_id
-        self.llm_pad_token_id = llm_pad_token_id
         self.retrieval_loss_weight = float(retrieval_loss_weight)
         self.distillation_loss_weight = float(distillation_loss_weight)
         self.uniformity_loss_weight = float(uniformity_loss_weight)
-        self.num_train_negatives = num_train_negatives
         self.distillation_loss = distillation_loss
         self.contrastive_temperature = float(contrastive_temperature)
         self.similarity = similarity
@@ -336,8 +329,6 @@ class LLMSRecConfig(PreTrainedConfig):
         self.lora_config = _lora_config_dict(lora_config)
         self.max_prompt_length = max_prompt_length
         self.backbone_dtype = backbone_dtype
-        self.item_prefix_cache_mb = item_prefix_cache_mb
-        self.group_prompts_by_length = group_prompts_by_length
         super().__init__(**kwargs)
 
     def to_dict(self) -> dict[str, Any]:
@@ -381,5 +372,6 @@ __all__ = [
     "DEFAULT_LLM",
     "DEFAULT_PROMPT_TEMPLATES",
     "DEFAULT_SPECIAL_TOKENS",
+    "LEGACY_KEYS",
     "check_prompt_templates",
 ]

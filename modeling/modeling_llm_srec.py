@@ -213,6 +213,11 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
             `LLMSRecForRecommendation.from_pretrained` to load real weights.
         sasrec: an already-built SASRec teacher; without it one is built from ``config.sasrec_config``.
         processor: an `LLMSRecProcessor` to attach (needed for the special-token ids and by `recommend`).
+        item_prefix_cache_mb: memory bound (MiB) of the item-prompt prefix key/value cache of a causal backbone
+            (`prefix_cache_llm_srec`); 0 turns it off. A run-time option (also an attribute): scores are the same
+            with and without it.
+        group_prompts_by_length: run a batch's prompts through the backbone in groups of similar length, each
+            trimmed to its longest (`length_groups_llm_srec`); a run-time option (also an attribute), same scores.
     """
 
     def __init__(
@@ -221,8 +226,19 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
         llm: PreTrainedModel | None = None,
         sasrec: SASRecModel | None = None,
         processor: LLMSRecProcessor | None = None,
+        item_prefix_cache_mb: int = 1024,
+        group_prompts_by_length: bool = True,
     ) -> None:
+        if isinstance(item_prefix_cache_mb, bool) or not isinstance(item_prefix_cache_mb, int) or item_prefix_cache_mb < 0:
+            raise ValueError(
+                "item_prefix_cache_mb must be a non-negative integer (0 turns the cache off), got "
+                f"{item_prefix_cache_mb!r}."
+            )
+        if not isinstance(group_prompts_by_length, bool):
+            raise ValueError(f"group_prompts_by_length must be True or False, got {group_prompts_by_length!r}.")
         super().__init__(config)
+        self.item_prefix_cache_mb = item_prefix_cache_mb
+        self.group_prompts_by_length = group_prompts_by_length
         self._processor: LLMSRecProcessor | None = None
         self._adapter_keys: frozenset[str] = frozenset()
         # Diagnostics only (`llm_srec.evaluation.oracle`): a callable (slot_item_ids, "user" | "item") -> states
@@ -297,7 +313,7 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
         self._prefix_cache_unsupported = prefix_cache_unsupported_reason(self.llm)
         self._cache_argument = cache_argument(self.llm)
         self._backbone_has_dropout = has_dropout(self.llm)
-        self._item_prefix_cache = ItemPrefixCache(config.item_prefix_cache_mb << 20)
+        self._item_prefix_cache = ItemPrefixCache(item_prefix_cache_mb << 20)
         forward_parameters = inspect.signature(self.llm.forward).parameters
         self._backbone_takes = {
             name: name in forward_parameters for name in ("position_ids", "use_cache", "return_dict")
@@ -343,10 +359,6 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
     def processor(self, processor: LLMSRecProcessor | None) -> None:
         if processor is not None:
             self._check_processor(processor)
-            self.config.history_token_id = processor.history_token_id
-            self.config.user_token_id = processor.user_token_id
-            self.config.item_token_id = processor.item_token_id
-            self.config.llm_pad_token_id = processor.pad_token_id
         self._processor = processor
 
     def _check_processor(self, processor: LLMSRecProcessor) -> None:
@@ -387,14 +399,14 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
             )
 
     def _special_token_ids(self) -> tuple[int, int, int, int]:
-        config = self.config
-        ids = (config.history_token_id, config.user_token_id, config.item_token_id, config.llm_pad_token_id)
-        if any(value is None for value in ids):
+        """The processor's ids of ``[HistoryEmb]``, ``[UserOut]``, ``[ItemOut]`` and padding."""
+        processor = self._processor
+        if processor is None:
             raise ValueError(
                 "The model does not know the special-token ids: attach a processor "
                 "(model.processor = LLMSRecProcessor.from_config(model.config, tokenizer, catalog))."
             )
-        return ids
+        return processor.history_token_id, processor.user_token_id, processor.item_token_id, processor.pad_token_id
 
     # ---------------------------------------------------------------------------------------------- encoding
 
@@ -470,7 +482,7 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
         row), the rows' prefix states are kept in the item-prompt prefix cache from the same forward."""
         inputs_embeds = self._prompt_embeddings(input_ids, attention_mask, slot_item_ids, output_token_id, output_vector)
         output_mask = (input_ids == output_token_id) & attention_mask.bool()
-        groups = length_groups_with_columns(attention_mask) if self.config.group_prompts_by_length else []
+        groups = length_groups_with_columns(attention_mask) if self.group_prompts_by_length else []
         if len(groups) <= 1:
             position_ids = self.backbone_position_ids(attention_mask)
             return self._read_output_states(inputs_embeds, attention_mask, position_ids, output_mask, None, harvest)
@@ -497,7 +509,7 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
     ) -> torch.Tensor:
         """Rows with a cached prefix run only their suffix; the others run in full and leave their prefix cached."""
         cache = self._item_prefix_cache
-        cache.max_bytes = int(self.config.item_prefix_cache_mb * 2**20)
+        cache.max_bytes = int(self.item_prefix_cache_mb * 2**20)
         missing = cache.missing(prefixes, self.llm.get_input_embeddings().weight)
         cached_rows = [row for row, flag in enumerate(missing) if not flag]
         if not cached_rows:
@@ -537,7 +549,7 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
                 "not belong to this backbone."
             )
         inputs_embeds = embedding(lookup_ids)
-        history_mask = input_ids == self.config.history_token_id
+        history_mask = input_ids == self._special_token_ids()[0]
         if slot_item_ids.numel() > 0 and bool(history_mask.any()):
             item_vectors = self.item_projection(self.sasrec.item_embeddings[slot_item_ids[slot_item_ids > 0]])
             inputs_embeds = inputs_embeds.masked_scatter(
@@ -588,7 +600,7 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
 
     def _uses_prefix_cache(self) -> bool:
         """Whether item prompts reuse cached prefix states now (see `llm_srec.modeling.prefix_cache_llm_srec`)."""
-        if self.config.item_prefix_cache_mb == 0 or self._prefix_cache_unsupported or self._adapter_keys:
+        if self.item_prefix_cache_mb == 0 or self._prefix_cache_unsupported or self._adapter_keys:
             return False
         if self.llm.training and self._backbone_has_dropout:
             return False
@@ -608,7 +620,7 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
         """Output states of item prompts whose prefixes come from the cache: only the suffixes (slot onwards) run,
         each at the positions it has in its full prompt, attending to its own prefix."""
         embedding = self.llm.get_input_embeddings()
-        pad_id = self.config.llm_pad_token_id
+        pad_id = self._special_token_ids()[3]
         cache, prefix_mask, prefix_lengths = stack_prefix_states(self._item_prefix_cache.states(prefixes))
         device = embedding.weight.device
         width = max(len(suffix) for suffix in suffixes)
@@ -729,10 +741,15 @@ class LLMSRecForRecommendation(LLMSRecModel):
         llm: PreTrainedModel | None = None,
         sasrec: SASRecModel | None = None,
         processor: LLMSRecProcessor | None = None,
+        item_prefix_cache_mb: int = 1024,
+        group_prompts_by_length: bool = True,
     ) -> None:
         self._item_index: torch.Tensor | None = None
         self._item_index_state: tuple | None = None
-        super().__init__(config, llm=llm, sasrec=sasrec, processor=processor)
+        super().__init__(
+            config, llm=llm, sasrec=sasrec, processor=processor, item_prefix_cache_mb=item_prefix_cache_mb,
+            group_prompts_by_length=group_prompts_by_length,
+        )
 
     def _add_heads(self, hidden_size: int, teacher_size: int, device: torch.device) -> None:
         """f_user, f_item and f_CF-user, built while the headless model is (right after f_I, before any weight is
@@ -1092,6 +1109,8 @@ class LLMSRecForRecommendation(LLMSRecModel):
         token: str | bool | None = None,
         revision: str | None = None,
         subfolder: str = "",
+        item_prefix_cache_mb: int = 1024,
+        group_prompts_by_length: bool = True,
         **backbone_kwargs: Any,
     ) -> LLMSRecForRecommendation:
         """Load a checkpoint (local folder or Hub repo) in one line; the backbone comes from ``llm_name_or_path``.
@@ -1104,6 +1123,7 @@ class LLMSRecForRecommendation(LLMSRecModel):
                 every processor file the save wrote (``config.processor_files``), else it is reported incomplete.
                 An `LLMSRecProcessor` is attached instead (no processor file is read); None loads no processor.
             cache_dir, force_download, local_files_only, token, revision, subfolder: Hub options for our files.
+            item_prefix_cache_mb, group_prompts_by_length: the run-time options of `LLMSRecModel`.
             **backbone_kwargs: go to `AutoModel.from_pretrained` for the backbone, e.g. ``dtype``,
                 ``quantization_config``, ``device_map``, ``attn_implementation``. Without ``dtype`` the config's
                 ``backbone_dtype`` is used. The heads and the teacher stay in float32.
@@ -1154,7 +1174,9 @@ class LLMSRecForRecommendation(LLMSRecModel):
                 f"Backbone loading options {sorted(backbone_kwargs)} only apply when the backbone is loaded here; "
                 "pass them to your own from_pretrained call for llm=."
             )
-        model = cls(config, llm=llm)
+        model = cls(
+            config, llm=llm, item_prefix_cache_mb=item_prefix_cache_mb, group_prompts_by_length=group_prompts_by_length
+        )
         try:
             state = load_file(weights_file)
         except (OSError, ValueError, RuntimeError, SafetensorError) as error:
@@ -1207,9 +1229,9 @@ def _has_saved_processor(
 ) -> bool:
     """Whether the folder holds a saved processor; raises naming the missing or corrupt file when it is incomplete.
 
-    ``config.processor_files`` (written by `save_pretrained`) lists the processor's files; folders saved before it
-    existed are expected to hold a processor when they hold processor_config.json or when the config records the
-    processor's special-token ids (the model had one attached).
+    ``config.processor_files`` (written by `save_pretrained`, or set from a 0.1.0 config that recorded the
+    special-token ids) lists the processor's files; a folder without it holds a processor when it holds
+    processor_config.json.
     """
     expected = getattr(config, "processor_files", None)
 
@@ -1219,7 +1241,7 @@ def _has_saved_processor(
         )
 
     if expected is None:
-        if find(PROCESSOR_CONFIG_NAME) is None and config.history_token_id is None:
+        if find(PROCESSOR_CONFIG_NAME) is None:
             return False
         expected = [PROCESSOR_CONFIG_NAME, ITEM_CATALOG_NAME, "tokenizer_config.json"]
     if not expected:

@@ -54,6 +54,7 @@ TINY_TITLES = [
 TINY_NUM_ITEMS = len(TINY_TITLES)
 # Small but structurally complete heads: d' and the hidden sizes are shrunk, the layer shapes are the paper's.
 TINY_HEAD_SIZES = {"head_hidden_size": 32, "embedding_size": 16, "cf_hidden_size": 16}
+RUN_TIME_OPTIONS = ("item_prefix_cache_mb", "group_prompts_by_length")
 
 
 def _shift(item: int, offset: int) -> int:
@@ -130,15 +131,17 @@ def make_tiny_model(
     tiny_backbone_dir, tiny_config_factory, make_tiny_processor, tiny_sasrec_config
 ) -> Callable[..., LLMSRecForRecommendation]:
     """Factory ``(kind="llama", seed=0, **config_overrides) -> LLMSRecForRecommendation`` (eval mode) with its
-    processor attached, a seeded random teacher and the backbone loaded from the tiny folder."""
+    processor attached, a seeded random teacher and the backbone loaded from the tiny folder; the model's run-time
+    options (``item_prefix_cache_mb``, ``group_prompts_by_length``) go to the model, not the config."""
 
     def build(kind: str = "llama", seed: int = 0, **overrides: Any) -> LLMSRecForRecommendation:
+        run_time = {name: overrides.pop(name) for name in RUN_TIME_OPTIONS if name in overrides}
         config = tiny_config_factory(kind, **overrides)
         processor = make_tiny_processor(kind, config)
         llm = AutoModel.from_pretrained(tiny_backbone_dir(kind))
         torch.manual_seed(seed)
         teacher = SASRecModel(tiny_sasrec_config)
-        return LLMSRecForRecommendation(config, llm=llm, sasrec=teacher, processor=processor).eval()
+        return LLMSRecForRecommendation(config, llm=llm, sasrec=teacher, processor=processor, **run_time).eval()
 
     return build
 

@@ -200,6 +200,7 @@ def test_a_folder_saved_before_the_processor_was_recorded_still_needs_its_proces
     tiny_model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     del config["processor_files"]
+    config.update(history_token_id=5, user_token_id=6, item_token_id=7, llm_pad_token_id=1)  # as 0.1.0 recorded them
     (tmp_path / "config.json").write_text(json.dumps(config))
     assert LLMSRecForRecommendation.from_pretrained(tmp_path).processor is not None
     for name in ("processor_config.json", "item_catalog.json"):

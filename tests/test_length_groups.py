@@ -23,7 +23,7 @@ def test_groups_cover_every_row_once_and_split_only_when_it_pays():
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 def test_grouped_users_and_items_get_the_unsplit_scores(make_tiny_model, ordered_task, kind, padding_side):
     model = make_tiny_model(kind)
-    model.config.item_prefix_cache_mb = 0  # the full forward of the item prompts is grouped too
+    model.item_prefix_cache_mb = 0  # the full forward of the item prompts is grouped too
     processor = model.processor
     processor.tokenizer.padding_side = padding_side
     histories = [history[-length:] for history, length in zip(ordered_task["histories"], [1, 7, 2, 6, 1, 5, 2, 7])]
@@ -32,7 +32,7 @@ def test_grouped_users_and_items_get_the_unsplit_scores(make_tiny_model, ordered
     assert len(length_groups(users["attention_mask"].sum(-1).tolist())) > 1
     results = []
     for grouped in (False, True):
-        model.config.group_prompts_by_length = grouped
+        model.group_prompts_by_length = grouped
         with torch.no_grad():
             results.append((
                 model.encode_users(users["input_ids"], users["attention_mask"], users["history_item_ids"]),
@@ -49,7 +49,7 @@ def test_grouped_training_step_has_the_unsplit_loss_and_gradients(make_tiny_mode
     assert len(length_groups(batch["attention_mask"].sum(-1).tolist())) > 1
     results = []
     for grouped in (False, True):
-        model.config.group_prompts_by_length = grouped
+        model.group_prompts_by_length = grouped
         model.zero_grad()
         output = model(**batch)
         output.loss.backward()

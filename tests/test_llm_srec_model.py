@@ -515,7 +515,8 @@ def test_mismatched_parts_are_rejected(
     with pytest.raises(ValueError, match="needs an attached processor"):
         bare.recommend([["I00"]])
     bare.processor = make_tiny_processor("llama", config)
-    assert bare.config.user_token_id == bare.processor.user_token_id
+    assert bare._special_token_ids()[1] == bare.processor.user_token_id
+    assert not hasattr(bare.config, "user_token_id")  # the token ids have one owner: the processor
 
 
 def test_config_round_trip_and_sub_config_errors(tiny_config_factory, tmp_path):

@@ -11,7 +11,7 @@ ALL_ITEMS = list(range(1, 17))
 
 
 def _encode_all(model, cache_mb: int) -> torch.Tensor:
-    model.config.item_prefix_cache_mb = cache_mb
+    model.item_prefix_cache_mb = cache_mb
     batch = model.processor.encode_items(ALL_ITEMS)
     with torch.no_grad():
         return model.encode_items(batch["input_ids"], batch["attention_mask"], batch["item_ids"])
@@ -41,7 +41,7 @@ def test_cached_training_step_has_the_full_forward_loss_and_gradients(make_tiny_
     )
     results = []
     for cache_mb in (0, 64, 64):  # off, cold cache, warm cache
-        model.config.item_prefix_cache_mb = cache_mb
+        model.item_prefix_cache_mb = cache_mb
         model.zero_grad()
         output = model(**batch)
         output.loss.backward()
@@ -58,9 +58,9 @@ def test_cached_training_step_has_the_full_forward_loss_and_gradients(make_tiny_
 def test_recommendations_are_the_same_with_the_cache(make_tiny_model):
     model = make_tiny_model("llama")
     histories = [["I01", "I02", "I03"], ["I09", "I04"]]
-    model.config.item_prefix_cache_mb = 0
+    model.item_prefix_cache_mb = 0
     expected = model.recommend(histories, k=5)
-    model.config.item_prefix_cache_mb = 64
+    model.item_prefix_cache_mb = 64
     model.refresh_item_index()
     got = model.recommend(histories, k=5)
     assert [r.item_ids for r in got] == [r.item_ids for r in expected]

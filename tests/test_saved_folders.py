@@ -13,6 +13,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from llm_srec import LLMSRecForRecommendation
+from llm_srec.modeling.configuration_llm_srec import LEGACY_KEYS
 
 FOLDER = Path(__file__).parent / "fixtures" / "llm_srec_0_1_0"
 
@@ -39,3 +40,19 @@ def test_a_folder_saved_by_0_1_0_recommends_as_it_did(saved_by_0_1_0: LLMSRecFor
     saved_by_0_1_0.refresh_item_index()  # rebuilt from the loaded heads and backbone: the same ranking
     assert [r.item_ids for r in saved_by_0_1_0.recommend(expected["histories"], k=5)] == [
         reference["item_ids"] for reference in expected["recommendations"]]
+
+
+def test_settings_with_a_new_owner_are_taken_from_it(tiny_backbone_dir) -> None:
+    """0.1.0 kept the token ids, the training negatives and the run-time options in config.json; they are dropped
+    on load: the processor, the training arguments and `from_pretrained`'s keyword arguments own them now."""
+    saved = json.loads((FOLDER / "config.json").read_text(encoding="utf-8"))
+    assert (saved["item_prefix_cache_mb"], saved["group_prompts_by_length"], saved["num_train_negatives"]) == (7, False, 5)
+    llm = AutoModel.from_pretrained(tiny_backbone_dir("llama"))
+    model = LLMSRecForRecommendation.from_pretrained(FOLDER, llm=llm, item_prefix_cache_mb=0,
+                                                     group_prompts_by_length=False)
+    assert (model.item_prefix_cache_mb, model.group_prompts_by_length) == (0, False)
+    assert not any(hasattr(model.config, key) for key in LEGACY_KEYS)
+    assert model._special_token_ids() == (saved["history_token_id"], saved["user_token_id"], saved["item_token_id"],
+                                          saved["llm_pad_token_id"])
+    assert (LLMSRecForRecommendation.from_pretrained(FOLDER, llm=llm).item_prefix_cache_mb, model.config.recipe) == (
+        1024, "paper")

@@ -40,9 +40,11 @@ def make_teacher(num_items: int = 30) -> SASRecModel:
     return SASRecModel(SASRecConfig(num_items=num_items, hidden_size=16, num_hidden_layers=1, max_position_embeddings=12))
 
 
-def make_model(data, tiny_backbone_dir, **config):
-    return build_llm_srec(data, make_teacher(data.num_items), tiny_backbone_dir("llama"),
-                          config_kwargs={**TINY_HEAD_SIZES, "history_length": 5, **config}, seed=0)
+def make_model(data, tiny_backbone_dir, item_prefix_cache_mb: int = 1024, **config):
+    model = build_llm_srec(data, make_teacher(data.num_items), tiny_backbone_dir("llama"),
+                           config_kwargs={**TINY_HEAD_SIZES, "history_length": 5, **config}, seed=0)
+    model.item_prefix_cache_mb = item_prefix_cache_mb
+    return model
 
 
 def llm_args(output_dir: Path, **overrides) -> LLMSRecTrainingArguments:

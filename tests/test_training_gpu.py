@@ -75,7 +75,7 @@ def test_prefix_cache_and_length_groups_keep_the_scores_on_gpu_in_bf16(make_tiny
     batch = model.processor.encode_items(list(range(1, 17))).to("cuda")
     vectors = []
     for cache_mb, grouped in ((0, False), (64, True), (64, True)):  # off, cold, warm
-        model.config.item_prefix_cache_mb, model.config.group_prompts_by_length = cache_mb, grouped
+        model.item_prefix_cache_mb, model.group_prompts_by_length = cache_mb, grouped
         with torch.no_grad():
             vectors.append(model.encode_items(batch["input_ids"], batch["attention_mask"], batch["item_ids"]))
     assert model._item_prefix_cache.hits == 16

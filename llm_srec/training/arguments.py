@@ -158,9 +158,9 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
     train_mode (`str`, *optional*, defaults to `"last"`):
         ``"last"``: one example per user, the last training item (the paper, "for training efficiency");
         ``"all"``: one example per position of each training sequence (auto-regressive, App. E.3).
-    num_train_negatives (`int` or `None`, *optional*):
-        Random negatives per training example (the retrieval loss ranks the target among ``1 + N``). `None` uses the
-        model config's ``num_train_negatives`` (3, the code: 4 candidates).
+    num_train_negatives (`int`, *optional*, defaults to `3`):
+        Random negatives per training example (the retrieval loss ranks the target among ``1 + N``; 3, the code: 4
+        candidates).
     num_teacher_negatives (`int`, *optional*, defaults to `0`):
         Hard negatives per training example: the frozen teacher's top-scored items the user has not interacted with,
         added after the random ones (0, the paper: none).
@@ -201,8 +201,8 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
         default=10_000, metadata={"help": "Rank at most this many (seeded random) validation users (code: 10,000)."}
     )
     train_mode: str = field(default="last", metadata={"help": "'last' (one example per user) or 'all' positions."})
-    num_train_negatives: int | None = field(
-        default=None, metadata={"help": "Negatives per training example; None: the model config's (3)."}
+    num_train_negatives: int = field(
+        default=3, metadata={"help": "Random negatives per training example (3, the code: 1 + 3 candidates)."}
     )
     num_teacher_negatives: int = field(
         default=0, metadata={"help": "Teacher-ranked hard negatives per training example (0: none, the paper)."}
@@ -227,8 +227,8 @@ class LLMSRecTrainingArguments(RankingTrainingArguments):
             raise ValueError(f"train_mode must be one of {TRAIN_MODES}, got {self.train_mode!r}")
         if self.num_teacher_negatives < 0:
             raise ValueError(f"num_teacher_negatives must be >= 0, got {self.num_teacher_negatives}")
-        if self.num_train_negatives is not None and self.num_train_negatives < 1:
-            raise ValueError(f"num_train_negatives must be >= 1 or None, got {self.num_train_negatives}")
+        if self.num_train_negatives < 1:
+            raise ValueError(f"num_train_negatives must be >= 1, got {self.num_train_negatives}")
         if self.eval_every_epoch_fraction is not None and not 0 < self.eval_every_epoch_fraction <= 1:
             raise ValueError(f"eval_every_epoch_fraction must be in (0, 1] or None, got {self.eval_every_epoch_fraction}")
         if self.lr_decay_per_evaluation is not None and not 0 < self.lr_decay_per_evaluation <= 1:

@@ -29,10 +29,7 @@ from .pipeline import CHECKPOINTS_DIR, pretrain_sasrec, train_llm_srec
 logger = logging.getLogger(__name__)
 
 # Config fields that describe the backbone / teacher / tokenizer rather than the recipe: rebuilt by the pipeline.
-_NOT_RECIPE = frozenset({
-    "self", "kwargs", "llm_name_or_path", "llm_config", "sasrec_config",
-    "history_token_id", "user_token_id", "item_token_id", "llm_pad_token_id",
-})
+_NOT_RECIPE = frozenset({"self", "kwargs", "llm_name_or_path", "llm_config", "sasrec_config"})
 # Recorded arguments that name the original run's folders: they default again for the new run.
 _RUN_SPECIFIC = frozenset({"output_dir", "logging_dir", "run_name", "resume_from_checkpoint"})
 # Sub-folders of an ablation's output folder: trained on the original and on the shuffled training histories.
@@ -53,6 +50,8 @@ def recorded_training_arguments(
             key: value for key, value in json.loads(path.read_text(encoding="utf-8")).items()
             if key in init_fields and key not in _RUN_SPECIFIC
         }
+        if recorded.get("num_train_negatives", 0) is None:  # 0.1.0 recorded None for "the config's", then 3
+            del recorded["num_train_negatives"]
     else:
         logger.warning("no %s recorded with the model: the counterpart trains with the paper's defaults",
                        TRAINING_ARGS_FILE)
@@ -60,8 +59,8 @@ def recorded_training_arguments(
 
 
 def recipe_config_kwargs(config: LLMSRecConfig) -> dict[str, Any]:
-    """The `LLMSRecConfig` arguments that define the training recipe (heads, prompts, losses), without the backbone,
-    teacher and token ids, which `train_llm_srec` fills in again."""
+    """The `LLMSRecConfig` arguments that define the training recipe (heads, prompts, losses), without the backbone
+    and teacher, which `train_llm_srec` fills in again."""
     names = set(inspect.signature(LLMSRecConfig.__init__).parameters) - _NOT_RECIPE
     return {name: copy.deepcopy(getattr(config, name)) for name in sorted(names)}
 

@@ -298,8 +298,6 @@ class LLMSRecTrainer(RankingTrainer):
         processor = model.processor
         if processor is None or processor.item_catalog is None:
             raise ValueError("the model needs a processor with an item catalog (pass processing_class=...)")
-        if args.num_train_negatives is not None:
-            model.config.num_train_negatives = args.num_train_negatives
         if train_dataset is not None and data_collator is None:
             known_items = None
             if args.train_mode == "all":
@@ -308,7 +306,7 @@ class LLMSRecTrainer(RankingTrainer):
             data_collator = LLMSRecCollator(
                 processor,
                 sasrec_maxlen=model.sasrec.config.max_position_embeddings,
-                num_negatives=model.config.num_train_negatives,
+                num_negatives=args.num_train_negatives,
                 teacher=copy.deepcopy(model.sasrec).cpu().eval() if args.num_teacher_negatives else None,
                 num_teacher_negatives=args.num_teacher_negatives,
                 seed=args.seed,
