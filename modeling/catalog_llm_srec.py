@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 
-from .configuration_sasrec import read_json
+from .saving_llm_srec import read_json
 
 ITEM_CATALOG_NAME = "item_catalog.json"
 MISSING_TITLE = "No Title"

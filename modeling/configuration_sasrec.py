@@ -5,32 +5,14 @@ Self-contained (torch/transformers/stdlib only) so that it also works as Hub rem
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from transformers import PreTrainedConfig
 
+from .saving_llm_srec import read_json
+
 SASREC_LOSS_TYPES = ("bce", "ce")
-
-
-def read_json(path: str | os.PathLike) -> dict[str, Any]:
-    """The JSON object in ``path``; a broken file is a ValueError naming it, its line and column.
-
-    Why: `json`'s own message ("Expecting value: line 1 column 1") names no file, and a model or data folder holds
-    several. It lives here because every saved folder, SASRec's too, ships this module as remote code.
-    """
-    with open(path, "rb") as handle:
-        data = handle.read()
-    try:
-        payload = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON: byte {error.start + 1} is not UTF-8") from None
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON (line {error.lineno} column {error.colno}): {error.msg}") from None
-    if not isinstance(payload, dict):
-        raise ValueError(f"{path} is not a JSON object (found a {type(payload).__name__})")
-    return payload
 
 
 def config_dict_from_json_file(cls: type[PreTrainedConfig], json_file: str | os.PathLike) -> dict[str, Any]:

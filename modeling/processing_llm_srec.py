@@ -24,7 +24,7 @@ from transformers.utils import PROCESSOR_NAME, cached_file
 
 from .catalog_llm_srec import ITEM_CATALOG_NAME, ItemCatalog
 from .configuration_llm_srec import DEFAULT_PROMPT_TEMPLATES, DEFAULT_SPECIAL_TOKENS, check_prompt_templates
-from .configuration_sasrec import read_json
+from .saving_llm_srec import read_json
 
 _SERIALIZED_FIELDS = (
     "history_length",

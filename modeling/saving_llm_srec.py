@@ -42,6 +42,26 @@ _MODEL_FILE_PATTERNS = (
 _active_stagings: list[str] = []
 
 
+def read_json(path: str | os.PathLike) -> dict[str, Any]:
+    """The JSON object in ``path``; a broken file is a ValueError naming it, its line and column.
+
+    Why: `json`'s own message ("Expecting value: line 1 column 1") names no file, and a model or data folder holds
+    several. It lives here (stdlib only) because every saved folder, SASRec's too, ships this module as remote code,
+    and the library reads its JSON files with it too.
+    """
+    with open(path, "rb") as handle:
+        data = handle.read()
+    try:
+        payload = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: byte {error.start + 1} is not UTF-8") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON (line {error.lineno} column {error.colno}): {error.msg}") from None
+    if not isinstance(payload, dict):
+        raise ValueError(f"{path} is not a JSON object (found a {type(payload).__name__})")
+    return payload
+
+
 def incomplete_folder_message(folder: str | os.PathLike, missing: Sequence[str]) -> str:
     return f"{os.fspath(folder)} is incomplete: missing {', '.join(missing)} {INTERRUPTED_SAVE}"
 

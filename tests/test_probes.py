@@ -22,9 +22,9 @@ from llm_srec.data import (
 )
 from llm_srec.evaluation import evaluate_ranking
 from llm_srec.evaluation.probe_report import format_cell, format_change, render_report
-from llm_srec.training.probe_training import recipe_config_kwargs
+from llm_srec.training.probe_training import recipe_config_kwargs, shuffled_training_data
+from llm_srec.training.recipes import ABLATIONS, ablation_config_overrides, ablation_name
 from llm_srec.evaluation.probes import (
-    ABLATIONS,
     COLD,
     NON_TRANSITION,
     REPRESENTATION_SIMILARITY,
@@ -36,12 +36,9 @@ from llm_srec.evaluation.probes import (
     MeanEmbeddingControl,
     ProbeSubject,
     RepresentationEncoder,
-    ablation_config_overrides,
-    ablation_name,
     change_ratio,
     compare_metrics,
     run_probes,
-    shuffled_training_data,
     transition_scores,
     warm_cold_items,
 )

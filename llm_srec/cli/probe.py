@@ -104,8 +104,9 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.evaluation.probe_plots import plot_probe
     from llm_srec.evaluation.probe_report import render_report
     from llm_srec.training.probe_training import ABLATION_VARIANTS, train_ablation, train_shuffled_counterpart
-    from llm_srec.evaluation.probes import ablation_config_overrides, probe_subjects, run_probes
-    from llm_srec.evaluation.ranking import PROTOCOLS, protocol_labels
+    from llm_srec.training.recipes import ablation_config_overrides
+    from llm_srec.evaluation.probes import probe_subjects, run_probes
+    from llm_srec.evaluation.metrics import PROTOCOLS, protocol_labels
     from llm_srec.hub import PROBE_FILE, write_model_card
     from llm_srec.modeling import LLMSRecForRecommendation, SASRecModel
     from llm_srec.training.pipeline import load_data

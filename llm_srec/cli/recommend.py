@@ -91,7 +91,7 @@ def load_saved_model(model_dir: Path, backbone: str | None, dtype: str | None) -
     import torch
 
     from llm_srec.modeling import LLMSRecConfig
-    from llm_srec.modeling.configuration_sasrec import read_json
+    from llm_srec.modeling.saving_llm_srec import read_json
     from llm_srec.modeling.modeling_llm_srec import missing_backbone_folder
     from llm_srec.training.pipeline import load_model
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from datasets import Dataset, DatasetDict
 
 from llm_srec.modeling.catalog_llm_srec import ITEM_CATALOG_NAME, ItemCatalog
-from llm_srec.modeling.configuration_sasrec import read_json
+from llm_srec.modeling.saving_llm_srec import read_json
 
 from .report import DropReport
 

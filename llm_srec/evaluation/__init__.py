@@ -4,15 +4,16 @@ under the labelled ``sampled(1+N, seed=S)`` and ``full-catalog`` protocols (`ran
 from .metrics import (
     DEFAULT_KS,
     FULL_CATALOG,
+    PROTOCOLS,
     RankingMetrics,
     hit_rate_at_k,
     ndcg_at_k,
+    protocol_labels,
     random_ranker_expectation,
     sampled_protocol,
     target_ranks,
 )
 from .ranking import (
-    PROTOCOLS,
     LLMSRecEncoder,
     RankingEncoder,
     RankingEvaluator,
@@ -21,7 +22,6 @@ from .ranking import (
     flatten_metrics,
     format_metrics_table,
     nest_metrics,
-    protocol_labels,
     ranking_encoder,
 )
 

@@ -14,12 +14,22 @@ from typing import Iterable, Sequence
 import torch
 
 FULL_CATALOG = "full-catalog"
+PROTOCOLS = ("sampled", "full")
 DEFAULT_KS: tuple[int, ...] = (10, 20)
 
 
 def sampled_protocol(num_negatives: int = 99, seed: int = 0) -> str:
     """Label of the sampled protocol: the target ranked against `num_negatives` seeded negatives."""
     return f"sampled(1+{num_negatives}, seed={seed})"
+
+
+def protocol_labels(protocols: Sequence[str], num_negatives: int, seed: int) -> dict[str, str]:
+    """``{"sampled": "sampled(1+99, seed=0)", "full": "full-catalog"}`` restricted to ``protocols``."""
+    unknown = sorted(set(protocols) - set(PROTOCOLS))
+    if unknown or not protocols:
+        raise ValueError(f"protocols must be a non-empty subset of {PROTOCOLS}, got {list(protocols)}")
+    labels = {"sampled": sampled_protocol(num_negatives, seed), "full": FULL_CATALOG}
+    return {name: labels[name] for name in PROTOCOLS if name in protocols}
 
 
 def target_ranks(scores: torch.Tensor, target_index: torch.Tensor | int = 0) -> torch.Tensor:

@@ -28,13 +28,15 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from datasets import Dataset, DatasetDict
+from datasets import Dataset
 from torch import nn
 
 from llm_srec.data import RecommendationData, shuffle_histories
-from llm_srec.modeling import LLMSRecConfig, LLMSRecForRecommendation, SASRecModel
+from llm_srec.modeling import LLMSRecForRecommendation, SASRecModel
+from llm_srec.training.recipes import ABLATION_LABELS, ablation_name
 
-from .ranking import PROTOCOLS, NestedMetrics, RankingEncoder, RankingEvaluator, ranking_encoder
+from .metrics import PROTOCOLS
+from .ranking import NestedMetrics, RankingEncoder, RankingEvaluator, ranking_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -63,36 +65,6 @@ TRANSITION_BREAKDOWN = "transition_breakdown"
 WARM_COLD_BREAKDOWN = "warm_cold_breakdown"
 BREAKDOWNS = {TRANSITION_BREAKDOWN: (TRANSITION, NON_TRANSITION), WARM_COLD_BREAKDOWN: (WARM, COLD)}
 
-# The paper's ablations (Table 8 rows (a), (b); Table 12) as `LLMSRecConfig` overrides: no model code changes.
-ABLATIONS: dict[str, dict[str, Any]] = {
-    # No teacher signal at all: also without the score and item distillation of recipes that add them.
-    "no_distillation_uniformity": {"distillation_loss_weight": 0.0, "uniformity_loss_weight": 0.0,
-                                   "score_distillation_loss_weight": 0.0, "item_distillation_loss_weight": 0.0},
-    "no_uniformity": {"uniformity_loss_weight": 0.0},
-    "contrastive_distillation": {"distillation_loss": "contrastive"},
-}
-ABLATION_LABELS: dict[str, str] = {
-    "no_distillation_uniformity": "w/o L_Distill, L_Uniform",
-    "no_uniformity": "w/o L_Uniform",
-    "contrastive_distillation": "contrastive distillation",
-}
-
-
-def ablation_config_overrides(name: str) -> dict[str, Any]:
-    """`LLMSRecConfig` keyword overrides of a named ablation (a copy), e.g. ``"no_uniformity"``."""
-    if name not in ABLATIONS:
-        raise ValueError(f"unknown ablation {name!r}; choose from {sorted(ABLATIONS)}")
-    return dict(ABLATIONS[name])
-
-
-def ablation_name(config: LLMSRecConfig) -> str | None:
-    """The ablation a config implements (None for the full method), so a probed ablated model is labelled as such."""
-    for name, overrides in ABLATIONS.items():  # most specific first: every switch of the ablation is set
-        if all(getattr(config, key) == value for key, value in overrides.items()):
-            return name
-    return None
-
-
 def model_label(model: ProbeModel) -> str:
     """Row label of a model in the probe tables: "LLM-SRec" (with its ablation), "SASRec", or the class name."""
     if isinstance(model, LLMSRecForRecommendation):
@@ -101,20 +73,6 @@ def model_label(model: ProbeModel) -> str:
     if isinstance(model, SASRecModel):
         return SASREC_LABEL
     return type(model).__name__
-
-
-def shuffled_training_data(data: RecommendationData, seed: int) -> RecommendationData:
-    """``data`` with every training history shuffled once (§2.3.1: once before training, not every epoch).
-
-    Only the train split changes (`shuffle_histories`: ids permuted per user with ``[seed, user_index]``, timestamps
-    and target in place). Validation and test keep their original order: model selection and the final ranking are
-    on original sequences, as the paper evaluates the shuffled-trained models. The dataset name records the shuffle,
-    so the trained model's card says what it was trained on.
-    """
-    splits = DatasetDict({**data.splits, "train": shuffle_histories(data.splits["train"], seed)})
-    name = data.info.get("name", "data")
-    info = {**data.info, "name": f"{name} (training histories shuffled once, seed={seed})"}
-    return RecommendationData(splits, data.user_sequences, data.catalog, data.drop_report, info)
 
 
 class MeanEmbeddingControl:

@@ -45,13 +45,13 @@ from llm_srec.modeling import LLMSRecForRecommendation, LLMSRecProcessor, SASRec
 from .metrics import (
     DEFAULT_KS,
     FULL_CATALOG,
+    PROTOCOLS,
     RankingMetrics,
+    protocol_labels,
     random_ranker_expectation,
-    sampled_protocol,
     target_ranks,
 )
 
-PROTOCOLS = ("sampled", "full")
 NestedMetrics = dict[str, dict[str, float]]
 
 
@@ -133,15 +133,6 @@ def ranking_encoder(model: SASRecModel | LLMSRecForRecommendation | RankingEncod
     if hasattr(model, "encode_items") and hasattr(model, "encode_users") and hasattr(model, "embedding_size"):
         return model
     raise ValueError(f"Cannot rank with a {type(model).__name__}: expected an LLM-SRec or SASRec model.")
-
-
-def protocol_labels(protocols: Sequence[str], num_negatives: int, seed: int) -> dict[str, str]:
-    """``{"sampled": "sampled(1+99, seed=0)", "full": "full-catalog"}`` restricted to ``protocols``."""
-    unknown = sorted(set(protocols) - set(PROTOCOLS))
-    if unknown or not protocols:
-        raise ValueError(f"protocols must be a non-empty subset of {PROTOCOLS}, got {list(protocols)}")
-    labels = {"sampled": sampled_protocol(num_negatives, seed), "full": FULL_CATALOG}
-    return {name: labels[name] for name in PROTOCOLS if name in protocols}
 
 
 def flatten_metrics(metrics: Mapping[str, Mapping[str, float]], prefix: str = "eval") -> dict[str, float]:
@@ -453,7 +444,6 @@ def evaluate_ranking(
 
 
 __all__ = [
-    "PROTOCOLS",
     "LLMSRecEncoder",
     "PromptLengthEncoder",
     "RankingEncoder",
@@ -463,6 +453,5 @@ __all__ = [
     "flatten_metrics",
     "format_metrics_table",
     "nest_metrics",
-    "protocol_labels",
     "ranking_encoder",
 ]

@@ -22,6 +22,8 @@ from typing import Any, Literal, Mapping
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from llm_srec.modeling.saving_llm_srec import read_json
+
 from .card_views import COUNT_KEYS, template_variables
 
 CONFIG_FILE = "config.json"
@@ -86,7 +88,7 @@ class CardContext:
     def from_folder(cls, model_dir: str | os.PathLike) -> "CardContext":
         """Read a saved model folder's config and card files; absent optional files leave their section out."""
         folder = Path(model_dir)
-        config = read_json(folder / CONFIG_FILE)
+        config = read_optional_json(folder / CONFIG_FILE)
         if config is None:
             raise FileNotFoundError(f"{folder} has no {CONFIG_FILE}: not a saved LLM-SRec or SASRec model folder")
         kind = config.get("model_type")
@@ -94,17 +96,17 @@ class CardContext:
             raise ValueError(
                 f"{folder / CONFIG_FILE} has model_type {kind!r}; model cards exist for {', '.join(CARD_KINDS)}"
             )
-        card = read_json(folder / CARD_FILE) or {}
+        card = read_optional_json(folder / CARD_FILE) or {}
         random_init = bool(card.get("backbone_random_init", False))
         base_model = card["base_model"] if "base_model" in card else _infer_base_model(config, random_init)
-        catalog_ids = (read_json(folder / ITEM_CATALOG_FILE) or {}).get("external_ids", [])
+        catalog_ids = (read_optional_json(folder / ITEM_CATALOG_FILE) or {}).get("external_ids", [])
         return cls(
             kind=kind,
             config=config,
-            metrics=read_json(folder / METRICS_FILE) or {},
-            probe=read_json(folder / PROBE_FILE),
-            data_statistics=read_json(folder / DATA_STATISTICS_FILE),
-            training_args=read_json(folder / TRAINING_ARGS_FILE),
+            metrics=read_optional_json(folder / METRICS_FILE) or {},
+            probe=read_optional_json(folder / PROBE_FILE),
+            data_statistics=read_optional_json(folder / DATA_STATISTICS_FILE),
+            training_args=read_optional_json(folder / TRAINING_ARGS_FILE),
             repo_id=card.get("repo_id"),
             base_model=base_model,
             backbone_random_init=random_init,
@@ -233,7 +235,7 @@ def write_model_card(
     }
     updates = {key: value for key, value in updates.items() if value is not None}
     if updates:
-        write_json(folder / CARD_FILE, {**(read_json(folder / CARD_FILE) or {}), **updates})
+        write_json(folder / CARD_FILE, {**(read_optional_json(folder / CARD_FILE) or {}), **updates})
     card = render_model_card(CardContext.from_folder(folder))
     card.save(folder / README_FILE)
     return card
@@ -252,12 +254,10 @@ def count_parameters(model_dir: str | os.PathLike) -> dict[str, int]:
     return dict(sorted(counts.items()))
 
 
-def read_json(path: Path) -> Any | None:
-    """The file's JSON content, or None when the (optional) file is absent."""
-    if not path.is_file():
-        return None
-    with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
+def read_optional_json(path: Path) -> dict[str, Any] | None:
+    """An optional file of the folder: its JSON object (`read_json`: a broken file is a ValueError naming it and the
+    line), or None when it is absent."""
+    return read_json(path) if path.is_file() else None
 
 
 def json_text(content: Any) -> str:

@@ -12,7 +12,7 @@ from typing import ClassVar
 import torch
 from transformers import TrainingArguments
 
-from llm_srec.evaluation.ranking import PROTOCOLS, protocol_labels
+from llm_srec.evaluation.metrics import PROTOCOLS, protocol_labels
 
 TRAIN_MODES = ("last", "all")
 

@@ -16,10 +16,11 @@ from typing import Any
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, set_seed
 
 from llm_srec.data import RecommendationData
-from llm_srec.evaluation.ranking import PROTOCOLS, NestedMetrics, RankingEvaluator
+from llm_srec.evaluation.metrics import PROTOCOLS
+from llm_srec.evaluation.ranking import NestedMetrics, RankingEvaluator
 from llm_srec.hub import write_model_card
 from llm_srec.modeling import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecConfig, SASRecModel
-from llm_srec.modeling.configuration_sasrec import read_json
+from llm_srec.modeling.saving_llm_srec import read_json
 
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments, SASRecTrainingArguments
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe

@@ -18,13 +18,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from llm_srec.data import RecommendationData
+from datasets import DatasetDict
+
+from llm_srec.data import RecommendationData, shuffle_histories
 from llm_srec.hub import TRAINING_ARGS_FILE
 from llm_srec.modeling import LLMSRecConfig, LLMSRecForRecommendation, SASRecModel
-from llm_srec.evaluation.probes import ablation_config_overrides, shuffled_training_data
 
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments, SASRecTrainingArguments
 from .pipeline import CHECKPOINTS_DIR, pretrain_sasrec, train_llm_srec
+from .recipes import ablation_config_overrides
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,20 @@ _NOT_RECIPE = frozenset({"self", "kwargs", "llm_name_or_path", "llm_config", "sa
 _RUN_SPECIFIC = frozenset({"output_dir", "logging_dir", "run_name", "resume_from_checkpoint"})
 # Sub-folders of an ablation's output folder: trained on the original and on the shuffled training histories.
 ABLATION_VARIANTS = ("original", "shuffled")
+
+
+def shuffled_training_data(data: RecommendationData, seed: int) -> RecommendationData:
+    """``data`` with every training history shuffled once (§2.3.1: once before training, not every epoch).
+
+    Only the train split changes (`shuffle_histories`: ids permuted per user with ``[seed, user_index]``, timestamps
+    and target in place). Validation and test keep their original order: model selection and the final ranking are
+    on original sequences, as the paper evaluates the shuffled-trained models. The dataset name records the shuffle,
+    so the trained model's card says what it was trained on.
+    """
+    splits = DatasetDict({**data.splits, "train": shuffle_histories(data.splits["train"], seed)})
+    name = data.info.get("name", "data")
+    info = {**data.info, "name": f"{name} (training histories shuffled once, seed={seed})"}
+    return RecommendationData(splits, data.user_sequences, data.catalog, data.drop_report, info)
 
 
 def recorded_training_arguments(
@@ -135,6 +151,7 @@ __all__ = [
     "ABLATION_VARIANTS",
     "recipe_config_kwargs",
     "recorded_training_arguments",
+    "shuffled_training_data",
     "train_ablation",
     "train_counterpart",
     "train_shuffled_counterpart",

@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .arguments import LLMSRecTrainingArguments
+
+if TYPE_CHECKING:
+    from llm_srec.modeling import LLMSRecConfig
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,36 @@ RECIPES: dict[str, Recipe] = {
 DEFAULT_RECIPE = "transfer"
 
 
+# The paper's ablations (Table 8 rows (a), (b); Table 12) as `LLMSRecConfig` overrides: no model code changes.
+ABLATIONS: dict[str, dict[str, Any]] = {
+    # No teacher signal at all: also without the score and item distillation of recipes that add them.
+    "no_distillation_uniformity": {"distillation_loss_weight": 0.0, "uniformity_loss_weight": 0.0,
+                                   "score_distillation_loss_weight": 0.0, "item_distillation_loss_weight": 0.0},
+    "no_uniformity": {"uniformity_loss_weight": 0.0},
+    "contrastive_distillation": {"distillation_loss": "contrastive"},
+}
+ABLATION_LABELS: dict[str, str] = {
+    "no_distillation_uniformity": "w/o L_Distill, L_Uniform",
+    "no_uniformity": "w/o L_Uniform",
+    "contrastive_distillation": "contrastive distillation",
+}
+
+
+def ablation_config_overrides(name: str) -> dict[str, Any]:
+    """`LLMSRecConfig` keyword overrides of a named ablation (a copy), e.g. ``"no_uniformity"``."""
+    if name not in ABLATIONS:
+        raise ValueError(f"unknown ablation {name!r}; choose from {sorted(ABLATIONS)}")
+    return dict(ABLATIONS[name])
+
+
+def ablation_name(config: LLMSRecConfig) -> str | None:
+    """The ablation a config implements (None for the full method), so a probed ablated model is labelled as such."""
+    for name, overrides in ABLATIONS.items():  # most specific first: every switch of the ablation is set
+        if all(getattr(config, key) == value for key, value in overrides.items()):
+            return name
+    return None
+
+
 def get_recipe(name: str) -> Recipe:
     """The recipe called ``name``; a ValueError lists the known ones."""
     if name not in RECIPES:
@@ -69,4 +102,7 @@ def get_recipe(name: str) -> Recipe:
     return RECIPES[name]
 
 
-__all__ = ["DEFAULT_RECIPE", "RECIPES", "Recipe", "get_recipe"]
+__all__ = [
+    "ABLATIONS", "ABLATION_LABELS", "DEFAULT_RECIPE", "RECIPES", "Recipe", "ablation_config_overrides", "ablation_name",
+    "get_recipe",
+]
