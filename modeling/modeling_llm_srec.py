@@ -164,6 +164,43 @@ class TeacherIsometry(nn.Module):
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return F.pad(hidden_states, (0, self.padding))
 
+def check_processor(processor: LLMSRecProcessor, config: LLMSRecConfig, num_items: int, vocabulary: int) -> None:
+    """A processor fits a model when it was built from the config's prompt record (`LLMSRecProcessor.from_config`),
+    its catalog has the teacher's ``num_items`` and its pad id is a row of the backbone's ``vocabulary``."""
+    # As Hub remote code, AutoModel and AutoProcessor each import this folder's processing module under their own
+    # dynamic-module name, so the same class can arrive as two class objects: accept it by name and interface.
+    same_class = type(processor).__name__ == LLMSRecProcessor.__name__ and all(
+        hasattr(processor, name) for name in ("encode_items", "item_catalog", "history_token_id", "pad_token_id")
+    )
+    if not (isinstance(processor, LLMSRecProcessor) or same_class):
+        raise ValueError(
+            f"processor must be an LLMSRecProcessor, got {type(processor).__module__}.{type(processor).__name__}."
+        )
+    expected = {
+        **config.prompt_templates,
+        **config.special_tokens,
+        "history_length": config.history_length,
+        "max_prompt_length": config.max_prompt_length,
+    }
+    differing = [name for name, value in expected.items() if getattr(processor, name) != value]
+    if differing:
+        raise ValueError(
+            f"The processor's {', '.join(differing)} differ(s) from the model config; build it with "
+            "LLMSRecProcessor.from_config(model.config, tokenizer, catalog)."
+        )
+    catalog = processor.item_catalog
+    if catalog is not None and len(catalog) != num_items:
+        raise ValueError(
+            f"The item catalog has {len(catalog)} items but the SASRec teacher's item table has {num_items}: "
+            "they must describe the same items (internal ids 1..num_items)."
+        )
+    if processor.pad_token_id is None or not 0 <= processor.pad_token_id < vocabulary:
+        raise ValueError(
+            f"The processor's pad token id {processor.pad_token_id} is not in the backbone's vocabulary "
+            f"({vocabulary} rows): is the tokenizer the backbone's?"
+        )
+
+
 class LLMSRecPreTrainedModel(ModelCardPushMixin, PreTrainedModel):
     """Config binding and initialisation of the LLM-SRec heads (xavier-normal linear weights, zero biases)."""
 
@@ -358,45 +395,10 @@ class LLMSRecModel(LLMSRecPreTrainedModel):
     @processor.setter
     def processor(self, processor: LLMSRecProcessor | None) -> None:
         if processor is not None:
-            self._check_processor(processor)
+            check_processor(
+                processor, self.config, self.sasrec.config.num_items, self.llm.get_input_embeddings().num_embeddings
+            )
         self._processor = processor
-
-    def _check_processor(self, processor: LLMSRecProcessor) -> None:
-        # As Hub remote code, AutoModel and AutoProcessor each import this folder's processing module under their own
-        # dynamic-module name, so the same class can arrive as two class objects: accept it by name and interface.
-        same_class = type(processor).__name__ == LLMSRecProcessor.__name__ and all(
-            hasattr(processor, name) for name in ("encode_items", "item_catalog", "history_token_id", "pad_token_id")
-        )
-        if not (isinstance(processor, LLMSRecProcessor) or same_class):
-            raise ValueError(
-                f"processor must be an LLMSRecProcessor, got {type(processor).__module__}.{type(processor).__name__}."
-            )
-        config = self.config
-        expected = {
-            **config.prompt_templates,
-            **config.special_tokens,
-            "history_length": config.history_length,
-            "max_prompt_length": config.max_prompt_length,
-        }
-        differing = [name for name, value in expected.items() if getattr(processor, name) != value]
-        if differing:
-            raise ValueError(
-                f"The processor's {', '.join(differing)} differ(s) from the model config; build it with "
-                "LLMSRecProcessor.from_config(model.config, tokenizer, catalog)."
-            )
-        catalog = processor.item_catalog
-        num_items = self.sasrec.config.num_items
-        if catalog is not None and len(catalog) != num_items:
-            raise ValueError(
-                f"The item catalog has {len(catalog)} items but the SASRec teacher's item table has {num_items}: "
-                "they must describe the same items (internal ids 1..num_items)."
-            )
-        vocabulary = self.llm.get_input_embeddings().num_embeddings
-        if processor.pad_token_id is None or not 0 <= processor.pad_token_id < vocabulary:
-            raise ValueError(
-                f"The processor's pad token id {processor.pad_token_id} is not in the backbone's vocabulary "
-                f"({vocabulary} rows): is the tokenizer the backbone's?"
-            )
 
     def _special_token_ids(self) -> tuple[int, int, int, int]:
         """The processor's ids of ``[HistoryEmb]``, ``[UserOut]``, ``[ItemOut]`` and padding."""
@@ -1268,4 +1270,5 @@ __all__ = [
     "PromptBudgetError",
     "Recommendation",
     "TeacherIsometry",
+    "check_processor",
 ]
