@@ -48,7 +48,9 @@ from common import (  # noqa: E402
 )
 
 from llm_srec.data import LLMSRecCollator  # noqa: E402
-from llm_srec.evaluation.probes import ablation_config_overrides, change_ratio, compare_metrics, shuffled_training_data  # noqa: E402
+from llm_srec.evaluation.probes import change_ratio, compare_metrics  # noqa: E402
+from llm_srec.training.probe_training import shuffled_training_data  # noqa: E402
+from llm_srec.training.recipes import ablation_config_overrides  # noqa: E402
 from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
 from llm_srec.training import LLMSRecTrainer, LLMSRecTrainingArguments, SASRecTrainingArguments  # noqa: E402
 from llm_srec.training.pipeline import build_llm_srec, load_model, pretrain_sasrec  # noqa: E402

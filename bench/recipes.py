@@ -39,7 +39,7 @@ from common import (  # noqa: E402
 )
 
 from llm_srec.evaluation.oracle import attach_oracle  # noqa: E402
-from llm_srec.evaluation.probes import shuffled_training_data  # noqa: E402
+from llm_srec.training.probe_training import shuffled_training_data  # noqa: E402
 from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
 from llm_srec.training import LLMSRecTrainer, LLMSRecTrainingArguments  # noqa: E402
 from llm_srec.training import checkpointing  # noqa: E402

@@ -88,8 +88,8 @@ class Workloads:
         model = build_model(data, backbone_path(backbone, data)).to(device)
         # both sides of (a) and (b) run one full padded forward per batch; bench/throughput.py measures the
         # item-prompt prefix cache and the length groups
-        model.config.item_prefix_cache_mb = 0
-        model.config.group_prompts_by_length = False
+        model.item_prefix_cache_mb = 0
+        model.group_prompts_by_length = False
         return cls(model, data, batch_size, num_candidates, encode_batch, encode_items, device, backbone)
 
     def tokens(self) -> dict[str, int]:

@@ -71,7 +71,7 @@ class CachedBareStep:
             batch["candidate_input_ids"], batch["candidate_attention_mask"], history_id
         )
         self.item_id = item_id
-        pad_id = model.config.llm_pad_token_id
+        pad_id = model._special_token_ids()[3]
         width = max(len(suffix) for suffix in self.suffixes)
         self.suffix_ids = torch.full((len(self.suffixes), width), pad_id, dtype=torch.long)
         self.suffix_mask = torch.zeros_like(self.suffix_ids)
@@ -119,7 +119,7 @@ STEP_VARIANTS = {
 
 def _configure(model, variant: str) -> None:
     for name, value in STEP_VARIANTS[variant].items():
-        setattr(model.config, name, value)
+        setattr(model, name, value)
 
 
 def _loss_and_gradients(work: Workloads, variant: str) -> tuple[float, dict[str, torch.Tensor]]:
@@ -233,7 +233,7 @@ folder, backbone, cache_mb = sys.argv[1], sys.argv[2], int(sys.argv[3])
 llm = AutoModel.from_pretrained(backbone)
 start = time.perf_counter()
 model = LLMSRecForRecommendation.from_pretrained(folder, llm=llm)
-model.config.item_prefix_cache_mb = cache_mb
+model.item_prefix_cache_mb = cache_mb
 loaded = time.perf_counter()
 ids = model.processor.item_catalog.external_ids
 answer = model.recommend([ids[:5], ids[10:13]], k=10)
