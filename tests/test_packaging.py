@@ -90,6 +90,10 @@ def test_the_wheel_holds_the_model_code_and_card_templates_inside_llm_srec(check
     expected |= {f"llm_srec/hub_cards/{path.name}" for path in (ROOT / "hub_cards").iterdir() if path.is_file()}
     assert expected <= names
     assert not [name for name in names if name.startswith(("modeling/", "hub_cards/"))]
+    # the model classes' push_to_hub reaches the card renderer through this entry point (saving_llm_srec.py)
+    (entry_points,) = [name for name in names if name.endswith(".dist-info/entry_points.txt")]
+    declared = zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "[llm_srec.push_to_hub]\nmodel_card = llm_srec.hub:push_model_to_hub" in declared
 
 
 def test_pip_install_imports_from_the_checkout_root_and_from_elsewhere(checkout: Path, tmp_path: Path):

@@ -2,8 +2,8 @@
 
 `cards` renders a folder's model card from the files the folder holds (`card_views` builds the tables it shows);
 `publishing` uploads a folder's model files to the Hub. Everything public is re-exported here, so importers use
-`llm_srec.hub` alone. The model code (`llm_srec.modeling`, uploaded as Hub remote code) imports this package only
-inside `push_to_hub`, never at import time.
+`llm_srec.hub` alone. The model code (`llm_srec.modeling`, uploaded as Hub remote code) never imports it: its
+`push_to_hub` finds `push_model_to_hub` through the entry point ``llm_srec.push_to_hub`` that setup.cfg declares.
 """
 
 from .card_views import COUNT_KEYS
