@@ -52,7 +52,9 @@ def _train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrained
         tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
         tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tokenizer.decoder = decoders.WordPiece()
-        trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(_BERT_SPECIALS))
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size, special_tokens=list(_BERT_SPECIALS), show_progress=False
+        )
         tokenizer.train_from_iterator(texts, trainer=trainer)
         tokenizer.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -72,7 +74,8 @@ def _train_tokenizer(kind: str, texts: list[str], vocab_size: int) -> PreTrained
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     if kind == "llama":

@@ -345,9 +345,12 @@ class LLMSRecProcessor(ProcessorMixin):
             encoded = self.tokenizer([self.render_item_prompt(item) for item in missing])["input_ids"]
             for item, ids in zip(missing, encoded):
                 if len(ids) > self.max_prompt_length:
+                    catalog = self._catalog()
+                    [external_id] = catalog.to_external([item])
                     raise ValueError(
-                        f"The item prompt of item {item} needs {len(ids)} tokens, more than "
-                        f"max_prompt_length={self.max_prompt_length}."
+                        f"The item prompt of item {external_id!r} (internal id {item}, a title of "
+                        f"{len(catalog.title(item)):,} characters) needs {len(ids)} tokens, more than "
+                        f"max_prompt_length={self.max_prompt_length}; shorten its title or raise max_prompt_length."
                     )
                 self._item_prompt_cache[item] = ids
         batch = self._pad([self._item_prompt_cache[item] for item in item_ids], return_tensors)

@@ -222,3 +222,29 @@ def test_times_after_the_year_5000_name_the_unit():
         tabular("interactions_huge_time.csv")
     raw = tabular("interactions_huge_time.csv", on_bad_rows="skip")
     assert raw.frame["item"].tolist() == ["i1", "i3"] and raw.has_timestamps
+
+
+def test_every_reader_writes_a_numeric_id_the_same_way(tmp_path):
+    """JSON 7 and 7.0 are one item, as in Parquet (a float column) and as the text "7" of a CSV."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    items = [7, 7.0, 8, 8.5, "x"]
+    rows = [{"user": "u1", "item": item, "time": 1_600_000_000 + position} for position, item in enumerate(items)]
+    (tmp_path / "ids.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    pq.write_table(pa.table({"user": ["u1"] * 4, "item": [7, 7.0, 8, 8.5], "time": [1, 2, 3, 4]}),
+                   tmp_path / "floats.parquet")
+    (tmp_path / "ids.csv").write_text("user,item,time\nu1,7,1\nu1,8,2\n", encoding="utf-8")
+    read = {name: load_tabular(tmp_path / name, user_column="user", item_column="item", time_column="time")
+            for name in ("ids.jsonl", "floats.parquet", "ids.csv")}
+    assert read["ids.jsonl"].frame["item"].tolist() == ["7", "7", "8", "8.5", "x"]
+    assert read["floats.parquet"].frame["item"].tolist() == ["7", "7", "8", "8.5"]
+    assert read["ids.csv"].frame["item"].tolist() == ["7", "8"]
+
+
+def test_a_missing_title_placeholder_other_than_item_id_is_named():
+    raw = load_sasrec_text(FIXTURES / "sasrec_blank_lines.txt")
+    with pytest.raises(ValueError, match=r"missing title '\{foo\}' is not a valid placeholder"):
+        build_recommendation_data(raw, missing_title="{foo}")

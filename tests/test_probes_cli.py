@@ -146,11 +146,15 @@ def test_probe_cli_on_a_sasrec_model(trained, capsys):
 @pytest.mark.parametrize("option, message", [
     (["--ablation", "no_retrieval"], "unknown ablation 'no_retrieval'"),
     (["--protocol", "leave-one-out"], "protocols must be a non-empty subset"),
-    (["--max-users", "0"], "--max-users must be >= 1"),
+    (["--max-users", "0"], "argument --max-users: '0' is not a positive integer"),
 ])
 def test_probe_cli_rejects_bad_options_before_loading(tmp_path, capsys, option, message):
-    code = main(["probe", "--model", str(tmp_path / "missing"), "--data", str(tmp_path / "missing"),
-                 "--output-dir", str(tmp_path / "out"), *option])
+    argv = ["probe", "--model", str(tmp_path / "missing"), "--data", str(tmp_path / "missing"), "--output-dir",
+            str(tmp_path / "out"), *option]
+    try:
+        code = main(argv)
+    except SystemExit as exit_info:  # argument errors exit while parsing
+        code = exit_info.code
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "out").exists()

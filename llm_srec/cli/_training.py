@@ -7,9 +7,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from llm_srec.cli import CLIError
+from llm_srec.cli._arguments import check_output_folder, non_negative_int, positive_float, positive_int
 
 # CLI flag dest -> training-argument name (a flag left unset keeps the arguments class's default)
 _TRAINING_FLAGS = {
@@ -33,45 +32,49 @@ def use_cpu_processes_without_accelerator() -> None:
     """Run the processes of a multi-process launch (torchrun, `accelerate launch --multi_gpu`) on CPU with gloo when
     the machine has no accelerator: accelerate only does so when told (``ACCELERATE_USE_CPU``) and would otherwise
     treat every process as a separate single-process run."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    import torch
     from accelerate.utils import is_mlu_available, is_npu_available, is_xpu_available
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not (
-        torch.cuda.is_available() or is_xpu_available() or is_npu_available() or is_mlu_available()
-    ):
+    if not (torch.cuda.is_available() or is_xpu_available() or is_npu_available() or is_mlu_available()):
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
 
 
 def add_training_options(parser: argparse.ArgumentParser, defaults: str) -> None:
     """Flags common to both trainers; ``defaults`` names the arguments class whose defaults apply."""
     group = parser.add_argument_group(f"training (unset flags keep the {defaults} defaults)")
-    group.add_argument("--epochs", type=float, help="number of training epochs")
-    group.add_argument("--max-steps", type=int, help="stop after this many optimisation steps (overrides --epochs)")
-    group.add_argument("--batch-size", type=int, help="training batch size per process")
-    group.add_argument("--gradient-accumulation-steps", type=int, help="micro-batches per optimisation step")
-    group.add_argument("--learning-rate", type=float, help="Adam learning rate")
-    group.add_argument("--seed", type=int, help="seed of the initialisation, data order and training negatives")
-    group.add_argument("--early-stopping-patience", type=int,
+    group.add_argument("--epochs", type=positive_float, help="number of training epochs")
+    group.add_argument("--max-steps", type=positive_int,
+                       help="stop after this many optimisation steps (overrides --epochs)")
+    group.add_argument("--batch-size", type=positive_int, help="training batch size per process")
+    group.add_argument("--gradient-accumulation-steps", type=positive_int, help="micro-batches per optimisation step")
+    group.add_argument("--learning-rate", type=positive_float, help="Adam learning rate")
+    group.add_argument("--seed", type=non_negative_int,
+                       help="seed of the initialisation, data order and training negatives")
+    group.add_argument("--early-stopping-patience", type=non_negative_int,
                        help="validations without improvement before stopping (0: never stop early)")
-    group.add_argument("--save-total-limit", type=int, help="checkpoints kept (the best is always kept)")
-    group.add_argument("--logging-steps", type=float, help="log the losses every this many steps")
-    group.add_argument("--dataloader-num-workers", type=int, help="data-loading worker processes")
-    group.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
-    group.add_argument("--fp16", action="store_true", help="float16 mixed precision (GPU)")
+    group.add_argument("--save-total-limit", type=positive_int, help="checkpoints kept (the best is always kept)")
+    group.add_argument("--logging-steps", type=positive_float, help="log the losses every this many steps")
+    group.add_argument("--dataloader-num-workers", type=non_negative_int, help="data-loading worker processes")
+    precision = group.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision")
+    precision.add_argument("--fp16", action="store_true", help="float16 mixed precision (GPU)")
     group.add_argument("--resume", action="store_true",
                        help="resume from the last checkpoint in OUTPUT_DIR/checkpoints")
     group.add_argument("--overwrite", action="store_true", help="replace a model already in OUTPUT_DIR")
     group.add_argument("--no-progress", action="store_true", help="hide progress bars")
     evaluation = parser.add_argument_group("validation ranking (model selection)")
     add_protocol_options(evaluation, prefix="eval-")
-    evaluation.add_argument("--eval-batch-size", type=int, help="users/items per evaluation batch")
-    evaluation.add_argument("--max-eval-users", type=int,
+    evaluation.add_argument("--eval-batch-size", type=positive_int, help="users/items per evaluation batch")
+    evaluation.add_argument("--max-eval-users", type=non_negative_int,
                             help="rank at most this many seeded random users (0: all users)")
 
 
 def add_protocol_options(group: argparse._ArgumentGroup | argparse.ArgumentParser, prefix: str = "") -> None:
-    group.add_argument(f"--{prefix}negatives", type=int,
+    group.add_argument(f"--{prefix}negatives", type=positive_int,
                        help="negatives per user of the sampled protocol (default 99: 1 + 99 candidates)")
-    group.add_argument(f"--{prefix}seed", type=int, help="seed of the sampled negatives (default 0)")
+    group.add_argument(f"--{prefix}seed", type=non_negative_int, help="seed of the sampled negatives (default 0)")
 
 
 def training_arguments(
@@ -102,6 +105,7 @@ def training_arguments(
 
 def check_output_dir(output_dir: Path, resume: bool, overwrite: bool = False) -> None:
     """Refuse to train into a folder that already holds a model unless resuming or overwriting."""
+    check_output_folder(output_dir)
     if resume:
         checkpoints = output_dir / "checkpoints"
         if not checkpoints.is_dir():

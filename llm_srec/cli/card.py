@@ -6,6 +6,8 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from llm_srec.cli._arguments import check_output_file
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,6 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.hub import README_FILE, CardContext, render_model_card, write_model_card
 
     output = args.output or args.model / README_FILE
+    check_output_file(output, "--output" if args.output else "--model")
     if output.resolve() == (args.model / README_FILE).resolve():
         write_model_card(args.model, repo_id=args.repo_id)
     else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_srec.cli import CLIError
+from llm_srec.cli._arguments import non_negative_int, positive_int
 
 RANDOM_INIT_LABEL = "random-initialised tiny Llama (never pre-trained)"
 
@@ -60,25 +62,53 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         description="Generate synthetic sequences, pre-train SASRec, train LLM-SRec on a small backbone built "
         "locally (random initialisation, tokenizer trained on the catalog titles; labelled as such in every "
         "output) or on --backbone, rank the test users under sampled(1+99, seed=S) and full-catalog, and save "
-        "OUTPUT_DIR/model (loadable, with its model card) and OUTPUT_DIR/metrics.json. Measured on 2 CPU cores "
-        "shared with four other jobs: --quick 412 s, the full demo 921 s.",
+        "OUTPUT_DIR/model (loadable, with its model card) and OUTPUT_DIR/metrics.json. It prints one line per "
+        "stage, per loss log and per validation; no progress bars unless --progress. Its models are 64 wide and "
+        "gain nothing from intra-op threads, while threads waiting for each other on a busy machine cost 5-20x, so "
+        "it runs torch on one thread unless --threads or OMP_NUM_THREADS says otherwise.",
     )
     parser.add_argument("--output-dir", required=True, type=Path, help="folder for data, models and metrics")
     parser.add_argument("--quick", action="store_true", help="fewer users and epochs (CI smoke run)")
     parser.add_argument("--backbone", help="Hub id or folder of a real LLM instead of the random tiny one")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the data, models and negatives (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the data, models and negatives (default 0)")
     from llm_srec.training.recipes import DEFAULT_RECIPE, RECIPES
 
     parser.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
                         help=f"LLM-SRec training recipe (default {DEFAULT_RECIPE})")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty OUTPUT_DIR")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--threads", type=positive_int,
+                        help="torch intra-op threads (default: OMP_NUM_THREADS when set, else 1)")
+    parser.add_argument("--progress", action="store_true",
+                        help="also show the Trainer's progress bars (default: a line per stage and validation)")
+    parser.add_argument("--no-progress", action="store_true", help=argparse.SUPPRESS)  # the default; kept for scripts
     parser.set_defaults(func=run)
     return parser
 
 
 def _stage(number: int, text: str) -> None:
     print(f"[{number}/5] {text}", flush=True)
+
+
+def _quiet_libraries() -> None:
+    """No library chatter: transformers' and datasets' bars ("Loading weights", "Writing model shards", "Saving the
+    dataset") and their info/warning logs (e.g. "mtime may not be reliable"); errors still show."""
+    import datasets
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+
+
+def _set_threads(requested: int | None) -> int:
+    """torch's intra-op threads: ``requested``, else OMP_NUM_THREADS (which torch already follows), else 1."""
+    import torch
+
+    if requested is not None or "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(requested or 1)
+    return torch.get_num_threads()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -95,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
         shutil.rmtree(output)
     settings = QUICK if args.quick else FULL
     started = time.time()
+    _quiet_libraries()
+    threads = _set_threads(args.threads)
     # full_determinism: torch's deterministic kernels, so a seeded CPU demo prints the same table every time on the
     # same machine (two CPU threads otherwise accumulate some gradients in a run-dependent order; measured on
     # SASRec). Not on a GPU, where some CUDA kernels have no deterministic version and would raise.
@@ -102,10 +134,11 @@ def run(args: argparse.Namespace) -> int:
 
     common: dict[str, Any] = dict(
         seed=args.seed, eval_seed=args.seed, max_eval_users=None, save_total_limit=1,
-        disable_tqdm=args.no_progress, report_to="none", full_determinism=not torch.cuda.is_available(),
+        disable_tqdm=not args.progress, report_to="none", full_determinism=not torch.cuda.is_available(),
     )
 
-    _stage(1, f"synthetic data: {settings.num_users} users, {settings.num_items} items (seed {args.seed})")
+    _stage(1, f"synthetic data: {settings.num_users} users, {settings.num_items} items (seed {args.seed}); "
+              f"{threads} torch thread(s) (--threads to change)")
     data = build_recommendation_data(generate_synthetic(
         SyntheticConfig(num_users=settings.num_users, num_items=settings.num_items, seed=args.seed)
     ))

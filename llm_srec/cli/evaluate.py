@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from llm_srec.cli import CLIError
+from llm_srec.cli._arguments import check_output_file, positive_int
 from llm_srec.cli._training import add_protocol_options, use_cpu_processes_without_accelerator
 from llm_srec.cli.recommend import add_model_loading_options, load_saved_model
 
@@ -29,8 +30,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--split", choices=("validation", "test"), default="test", help="default: test")
     parser.add_argument("--output", type=Path, help="write the metrics JSON here")
     add_protocol_options(parser)
-    parser.add_argument("--max-users", type=int, help="rank a seeded random subset of at most this many users")
-    parser.add_argument("--batch-size", type=int, default=64, help="users/items per forward pass (default 64)")
+    parser.add_argument("--max-users", type=positive_int, help="rank a seeded random subset of at most this many users")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="users/items per forward pass (default 64)")
     add_model_loading_options(parser)
     parser.add_argument("--update-card", action="store_true",
                         help="store the test metrics in the model folder (metrics.json) and re-render its card")
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
 
     if args.update_card and args.split != "test":
         raise CLIError("--update-card stores test metrics (metrics.json is the test split); use --split test")
+    check_output_file(args.output, "--output")
+    if args.update_card:
+        check_output_file(args.model / "metrics.json", "--update-card")
     use_cpu_processes_without_accelerator()
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     data = load_data(args.data)

@@ -7,9 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from llm_srec.cli import CLIError
+from llm_srec.cli._arguments import check_output_folder, fraction, non_negative_int, positive_int
 
 SOURCES = ("amazon2023", "recbole", "movielens", "sasrec", "tabular", "synthetic")
 
@@ -31,14 +30,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     processing.add_argument("--filter", dest="filter_mode", choices=("none", "kcore", "paper"),
                             help="kcore = iterated k-core, paper = official single pass "
                                  "(default: none; amazon2023: paper)")
-    processing.add_argument("--min-user-interactions", type=int, default=5)
-    processing.add_argument("--min-item-interactions", type=int, default=5)
-    processing.add_argument("--sample-rate", type=float,
+    processing.add_argument("--min-user-interactions", type=non_negative_int, default=5)
+    processing.add_argument("--min-item-interactions", type=non_negative_int, default=5)
+    processing.add_argument("--sample-rate", type=fraction,
                             help="fraction of users kept before filtering (default 1; amazon2023: the paper's rate)")
-    processing.add_argument("--seed", type=int, default=0, help="user sampling / synthetic data seed")
+    processing.add_argument("--seed", type=non_negative_int, default=0, help="user sampling / synthetic data seed")
     processing.add_argument("--item-order", choices=("appearance", "sorted"), default="appearance",
                             help="how internal ids 1..N are assigned")
-    processing.add_argument("--missing-title", help='placeholder title, may contain {item_id} (default "No Title")')
+    processing.add_argument("--missing-title", type=missing_title,
+                            help='placeholder title, may contain {item_id} (default "No Title")')
 
     reading = parser.add_argument_group("reading")
     reading.add_argument("--on-bad-rows", choices=("error", "skip"), default="error",
@@ -73,15 +73,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     tabular.add_argument("--time-unit", choices=("s", "ms", "us", "ns", "iso"), default="s")
 
     synthetic = parser.add_argument_group("synthetic")
-    synthetic.add_argument("--num-users", type=int, default=500)
-    synthetic.add_argument("--num-items", type=int, default=200)
-    synthetic.add_argument("--min-length", type=int, default=6)
-    synthetic.add_argument("--max-length", type=int, default=20)
-    synthetic.add_argument("--noise", type=float, default=0.2)
-    synthetic.add_argument("--cycle-length", type=int, default=24)
+    synthetic.add_argument("--num-users", type=positive_int, default=500)
+    synthetic.add_argument("--num-items", type=positive_int, default=200)
+    synthetic.add_argument("--min-length", type=positive_int, default=6)
+    synthetic.add_argument("--max-length", type=positive_int, default=20)
+    synthetic.add_argument("--noise", type=fraction, default=0.2)
+    synthetic.add_argument("--cycle-length", type=positive_int, default=24)
 
     parser.set_defaults(func=run)
     return parser
+
+
+def missing_title(text: str) -> str:
+    """`--missing-title` checked while parsing (a placeholder other than {item_id} fails after the whole read)."""
+    from llm_srec.data.placeholders import check_missing_title
+
+    try:
+        return check_missing_title(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _need(args: argparse.Namespace, *names: str) -> None:
@@ -162,9 +172,12 @@ def format_statistics(statistics: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
     from llm_srec.data import build_recommendation_data
 
     output = Path(args.output_dir)
+    check_output_folder(output)
     if output.exists() and any(output.iterdir()) and not args.overwrite:
         raise CLIError(f"{output} is not empty; pass --overwrite or choose another --output-dir")
     # no bar when stderr is not a terminal, so a script's stderr holds just the one-line error

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from llm_srec.cli._arguments import fraction, positive_int
 from llm_srec.cli._training import add_training_options, check_output_dir, training_arguments
 
 
@@ -22,11 +23,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--data", required=True, type=Path, help="folder written by `llm-srec prepare-data`")
     parser.add_argument("--output-dir", required=True, type=Path, help="where the trained model is saved")
     model = parser.add_argument_group("model")
-    model.add_argument("--hidden-size", type=int, default=64, help="d (default 64)")
-    model.add_argument("--num-layers", type=int, default=2, help="self-attention blocks (default 2)")
-    model.add_argument("--num-heads", type=int, default=1, help="attention heads (default 1)")
-    model.add_argument("--maxlen", type=int, default=128, help="window of most recent items (default 128)")
-    model.add_argument("--dropout", type=float, default=0.1, help="dropout rate (default 0.1)")
+    model.add_argument("--hidden-size", type=positive_int, default=64, help="d (default 64)")
+    model.add_argument("--num-layers", type=positive_int, default=2, help="self-attention blocks (default 2)")
+    model.add_argument("--num-heads", type=positive_int, default=1, help="attention heads (default 1)")
+    model.add_argument("--maxlen", type=positive_int, default=128, help="window of most recent items (default 128)")
+    model.add_argument("--dropout", type=fraction, default=0.1, help="dropout rate (default 0.1)")
     model.add_argument("--loss-type", choices=("bce", "ce"), default="bce",
                        help="bce: one negative per position (paper); ce: full-catalog softmax")
     add_training_options(parser, "SASRecTrainingArguments")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_srec.cli import CLIError
+from llm_srec.cli._arguments import non_negative_int, positive_int
 
 SHUFFLED_MODEL_DIR = "shuffled-model"
 ABLATIONS_DIR = "ablations"
@@ -53,14 +54,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="(LLM-SRec) also train this ablation on original and on shuffled training histories, into "
                         f"OUTPUT_DIR/{ABLATIONS_DIR}/NAME/, and probe it: no_distillation_uniformity (Table 8 a), "
                         "no_uniformity (Table 8 b) or contrastive_distillation (Table 12). Repeatable.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the per-user history shuffles (default 0).")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="Seed of the per-user history shuffles (default 0).")
     parser.add_argument("--protocol", action="append", default=None, metavar="{sampled,full}",
                         help="Ranking protocol(s): sampled and/or full (default: both). Repeatable.")
-    parser.add_argument("--num-negatives", type=int, default=99, help="Negatives of the sampled protocol (99).")
-    parser.add_argument("--eval-seed", type=int, default=0,
+    parser.add_argument("--num-negatives", type=positive_int, default=99,
+                        help="Negatives of the sampled protocol (99).")
+    parser.add_argument("--eval-seed", type=non_negative_int, default=0,
                         help="Seed of the sampled negatives and of the --max-users subset (default 0).")
-    parser.add_argument("--max-users", type=int, default=None, help="Probe a seeded subset of this many test users.")
-    parser.add_argument("--batch-size", type=int, default=64, help="Users / items per forward pass (64).")
+    parser.add_argument("--max-users", type=positive_int, default=None,
+                        help="Probe a seeded subset of this many test users.")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="Users / items per forward pass (64).")
     parser.add_argument("--device", default=None, help="Torch device (default: cuda when available, else cpu).")
     parser.add_argument("--dtype", choices=("float32", "float16", "bfloat16"), default=None,
                         help="LLM-SRec backbone dtype (default: the model config's backbone_dtype).")
@@ -111,10 +115,6 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.modeling import LLMSRecForRecommendation, SASRecModel
     from llm_srec.training.pipeline import load_data
 
-    for name, value in (("--num-negatives", args.num_negatives), ("--batch-size", args.batch_size),
-                        ("--max-users", args.max_users)):
-        if value is not None and value < 1:
-            raise CLIError(f"{name} must be >= 1, got {value}")
     protocols = args.protocol or PROTOCOLS
     protocol_labels(protocols, args.num_negatives, args.eval_seed)  # a ValueError names a wrong protocol
     for name in args.ablation:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_srec.cli import CLIError
+from llm_srec.cli._arguments import check_backbone_argument, positive_int
 
 
 def add_model_loading_options(parser: argparse.ArgumentParser) -> None:
@@ -34,9 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="external item ids of the user's history, oldest first")
     parser.add_argument("--timestamps", nargs="+", metavar="UNIX_SECONDS",
                         help="one unix timestamp per history item (shown as dates in the prompt)")
-    parser.add_argument("-k", type=int, default=10, help="number of recommendations (default 10)")
+    parser.add_argument("-k", type=positive_int, default=10, help="number of recommendations (default 10)")
     parser.add_argument("--include-history", action="store_true", help="allow items already in the history")
-    parser.add_argument("--batch-size", type=int, default=64, help="items per forward pass for the item index")
+    parser.add_argument("--batch-size", type=positive_int, default=64, help="items per forward pass for the item index")
     add_model_loading_options(parser)
     parser.set_defaults(func=run)
     return parser
@@ -102,6 +103,7 @@ def load_saved_model(model_dir: Path, backbone: str | None, dtype: str | None) -
         if backbone is not None:
             if missing_backbone_folder(backbone):
                 raise CLIError(f"--backbone {backbone}: no such folder")
+            check_backbone_argument(backbone)
             config.llm_name_or_path = backbone
         elif missing_backbone_folder(config.llm_name_or_path):
             raise CLIError(f"the backbone folder {config.llm_name_or_path} recorded in {config_file} does not exist "
@@ -110,7 +112,14 @@ def load_saved_model(model_dir: Path, backbone: str | None, dtype: str | None) -
     elif backbone is not None and config_file.is_file():
         raise CLIError(f"--backbone applies to LLM-SRec models; {model_dir} is not one")
     check_finite_weights(model_dir)
-    return load_model(model_dir, **options)
+    try:
+        return load_model(model_dir, **options)
+    except OSError as error:  # transformers' message for an unreachable Hub id does not name the id
+        if "config" not in options:
+            raise
+        source = "--backbone" if backbone is not None else f"recorded in {config_file}"
+        raise CLIError(f"loading {model_dir} with the backbone {options['config'].llm_name_or_path} ({source}) "
+                       f"failed: {error}") from error
 
 
 def run(args: argparse.Namespace) -> int:
@@ -120,8 +129,6 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.modeling.catalog_llm_srec import ITEM_CATALOG_NAME
 
     timestamps = parse_timestamps(args.timestamps, args.history)
-    if args.k < 1:
-        raise CLIError(f"-k must be a positive integer, got {args.k}")
     catalog_file = args.model / ITEM_CATALOG_NAME
     if catalog_file.is_file():  # unknown ids fail in a second, not after loading the backbone
         catalog = ItemCatalog.load(catalog_file)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_srec.cli import CLIError
+from llm_srec.cli._arguments import check_backbone_argument, fraction, non_negative_int, positive_float, positive_int
 from llm_srec.cli._training import add_training_options, check_output_dir, training_arguments
 
 
@@ -27,12 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         help="Hub id or local folder of the LLM (e.g. meta-llama/Llama-3.2-3B-Instruct)")
     parser.add_argument("--output-dir", required=True, type=Path, help="where the trained model is saved")
     model = parser.add_argument_group("model (defaults: the paper's)")
-    model.add_argument("--history-length", type=int, help="history items shown in the user prompt (10)")
-    model.add_argument("--embedding-size", type=int, help="d', the shared recommendation space (128)")
-    model.add_argument("--head-hidden-size", type=int, help="hidden width of f_user / f_item (2048)")
-    model.add_argument("--cf-hidden-size", type=int, help="hidden width of f_CF-user (128)")
+    model.add_argument("--history-length", type=positive_int, help="history items shown in the user prompt (10)")
+    model.add_argument("--embedding-size", type=positive_int, help="d', the shared recommendation space (128)")
+    model.add_argument("--head-hidden-size", type=positive_int, help="hidden width of f_user / f_item (2048)")
+    model.add_argument("--cf-hidden-size", type=positive_int, help="hidden width of f_CF-user (128)")
     model.add_argument("--distillation-loss", choices=("mse", "contrastive"), help="distillation variant (mse)")
-    model.add_argument("--max-prompt-length", type=int, help="token budget of a prompt (1024)")
+    model.add_argument("--max-prompt-length", type=positive_int, help="token budget of a prompt (1024)")
     backbone = parser.add_argument_group("backbone loading")
     backbone.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
                           help="dtype of the backbone weights (default: the checkpoint's)")
@@ -50,10 +51,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         + "; ".join(f"{name}: {item.summary}" for name, item in sorted(RECIPES.items())))
     recipe.add_argument("--train-mode", choices=("last", "all"),
                         help="last: one example per user (paper); all: every position (App. E.3)")
-    recipe.add_argument("--num-train-negatives", type=int, help="negatives per training example (3)")
-    recipe.add_argument("--eval-fraction", type=float,
+    recipe.add_argument("--num-train-negatives", type=non_negative_int, help="negatives per training example (3)")
+    recipe.add_argument("--eval-fraction", type=fraction,
                         help="validate every this fraction of an epoch (0.1); 0 validates once per epoch")
-    recipe.add_argument("--lr-decay", type=float,
+    recipe.add_argument("--lr-decay", type=positive_float,
                         help="multiply the lr by this after every validation (the official code: 0.95)")
     recipe.add_argument("--group-by-length", action="store_true",
                         help="batch training users of similar prompt length (less padding; other batches than the "
@@ -90,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.training.recipes import get_recipe
 
     check_output_dir(args.output_dir, args.resume, args.overwrite)
+    check_backbone_argument(args.backbone)
     data = load_data(args.data)
     recipe = get_recipe(args.recipe)
     extra: dict[str, Any] = {

@@ -1,19 +1,32 @@
 """Data pipeline: sources -> processing -> leave-last-out splits + item catalog (`RecommendationData`), plus the
 seeded negative sampling and the training collators."""
 
-from .collators import LLMSRecCollator, SASRecCollator, left_pad
-from .pipeline import build_recommendation_data
-from .raw import NO_TIMESTAMP, RawInteractions
-from .recommendation_data import RecommendationData
-from .report import DropReport
-from .sampling import sample_negatives, user_rng
-from .amazon2023 import PAPER_SAMPLING_RATES, load_amazon2023, paper_settings
-from .movielens import load_movielens
-from .recbole import load_recbole
-from .sasrec_text import load_sasrec_text
-from .synthetic import SyntheticConfig, generate_synthetic
-from .tabular import load_tabular
-from .transforms import expand_all_positions, shuffle_histories
+from llm_srec._lazy import lazy_exports
+
+# imported on first use (the collators and some readers import torch), so the command line's parser stays light
+__getattr__, __dir__ = lazy_exports(__name__, {
+    "LLMSRecCollator": "collators",
+    "SASRecCollator": "collators",
+    "left_pad": "collators",
+    "build_recommendation_data": "pipeline",
+    "NO_TIMESTAMP": "raw",
+    "RawInteractions": "raw",
+    "RecommendationData": "recommendation_data",
+    "DropReport": "report",
+    "sample_negatives": "sampling",
+    "user_rng": "sampling",
+    "PAPER_SAMPLING_RATES": "amazon2023",
+    "load_amazon2023": "amazon2023",
+    "paper_settings": "amazon2023",
+    "load_movielens": "movielens",
+    "load_recbole": "recbole",
+    "load_sasrec_text": "sasrec_text",
+    "SyntheticConfig": "synthetic",
+    "generate_synthetic": "synthetic",
+    "load_tabular": "tabular",
+    "expand_all_positions": "transforms",
+    "shuffle_histories": "transforms",
+})
 
 __all__ = [
     "NO_TIMESTAMP",

@@ -15,6 +15,7 @@ from typing import Any, Callable, Literal, TypeVar
 import numpy as np
 import pyarrow as pa
 from datasets import Dataset, DatasetDict
+from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
 from llm_srec.modeling.catalog_llm_srec import ITEM_CATALOG_NAME, ItemCatalog
 from llm_srec.modeling.saving_llm_srec import read_json
@@ -123,8 +124,14 @@ class RecommendationData:
         directory.mkdir(parents=True, exist_ok=True)
         # datasets writes an empty split as zero shards, which its own load_from_disk cannot read back
         shards = {name: None if len(split) else 1 for name, split in self.splits.items()}
-        self.splits.save_to_disk(str(directory / "splits"), num_shards=shards)
-        self.user_sequences.save_to_disk(str(directory / "user_sequences"))
+        bars_were_on = not are_progress_bars_disabled()
+        disable_progress_bars()  # a "Saving the dataset" bar per split is noise for a few MB
+        try:
+            self.splits.save_to_disk(str(directory / "splits"), num_shards=shards)
+            self.user_sequences.save_to_disk(str(directory / "user_sequences"))
+        finally:
+            if bars_were_on:
+                enable_progress_bars()
         self.catalog.save(directory / "catalog")
         _write_json(directory / "statistics.json", self.statistics())
         _write_json(directory / "drop_report.json", self.drop_report.to_dict())
@@ -160,12 +167,13 @@ class RecommendationData:
 
 def _load_arrow(load: Callable[[str], _Loaded], folder: Path) -> _Loaded:
     """`datasets`' loader on `folder`, with its JSON files checked first and its failures naming the folder (it
-    raises bare JSON errors, and an IndexError for an empty split saved by older versions)."""
+    raises bare JSON errors, an OSError naming no file for a truncated one, and an IndexError for an empty split
+    saved by older versions)."""
     for path in sorted(folder.rglob("*.json")):
         read_json(path)
     try:
         return load(str(folder))
-    except (IndexError, KeyError, pa.ArrowException) as error:
+    except (IndexError, KeyError, OSError, pa.ArrowException) as error:  # OSError: a truncated file
         raise ValueError(f"{folder}: cannot read these Arrow files ({error!r}); run prepare-data again") from None
 
 

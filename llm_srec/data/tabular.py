@@ -28,6 +28,8 @@ from .textio import (
     read_delimited,
     read_jsonl,
     reject_rows,
+    require_file,
+    value_text,
 )
 
 logger = logging.getLogger(__name__)
@@ -49,15 +51,27 @@ def detect_format(path: Path) -> FileFormat:
     return _SUFFIX_FORMAT[suffix]  # type: ignore[return-value]
 
 
-def _as_text(values: pd.Series) -> pd.Series:
-    """Values as str (integral floats without ".0"), None for nulls."""
-    def convert(value: object) -> str | None:
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            return None
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        return str(value)
-    return pd.Series([convert(v) for v in values.to_list()], dtype=object)
+def _read_parquet(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    """`columns` of a Parquet file as `value_text` strings (timestamps kept as such); a column of lists or structs
+    is refused, since its text ("['i1']") would silently become an id."""
+    try:
+        found = pq.read_schema(path).names
+        missing = [c for c in columns if c not in found]
+        if missing:
+            raise ValueError(f"{path}: missing required column(s) {missing}; the file has {found}")
+        table = pq.read_table(path, columns=list(columns))
+    except pa.ArrowException as error:
+        raise ValueError(f"{path}: not a readable Parquet file ({error})") from None
+    for column in columns:
+        kind = table.schema.field(column).type
+        if pa.types.is_nested(kind):
+            raise ValueError(f"{path}: column {column!r} holds {kind} values, not one value per row; flatten it "
+                             "(one row per interaction) first")
+    return pd.DataFrame({
+        c: table.column(c).to_pandas() if pa.types.is_timestamp(table.column(c).type)
+        else pd.Series([value_text(v) for v in table.column(c).to_pylist()], dtype=object)
+        for c in columns
+    })
 
 
 def read_table(
@@ -67,8 +81,7 @@ def read_table(
 ) -> tuple[pd.DataFrame, str]:
     """`columns` of a table as str-or-None plus `_line`, and the location noun ("line" or "row") for errors."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    require_file(path)
     file_format = file_format or detect_format(path)
     if file_format in ("csv", "tsv"):
         frame = read_delimited(path, sep=sep or ("," if file_format == "csv" else "\t"), required=columns,
@@ -80,13 +93,7 @@ def read_table(
                            on_bad_rows=on_bad_rows, report=report, stage=stage)
         return frame, "line"
     if file_format == "parquet":
-        found = pq.read_schema(path).names
-        missing = [c for c in columns if c not in found]
-        if missing:
-            raise ValueError(f"{path}: missing required column(s) {missing}; the file has {found}")
-        table = pq.read_table(path, columns=list(columns))
-        frame = pd.DataFrame({c: table.column(c).to_pandas() if pa.types.is_timestamp(table.column(c).type)
-                              else _as_text(table.column(c).to_pandas()) for c in columns})
+        frame = _read_parquet(path, columns)
         frame[LINE] = np.arange(1, len(frame) + 1, dtype=np.int64)
         return frame, "row"
     raise ValueError(f"unknown file_format {file_format!r}; choose csv, tsv, jsonl or parquet")

@@ -7,13 +7,16 @@ checks can name the line, and `reject_rows` applies the error-or-skip policy in 
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import json
+import math
 import re
 import warnings
+import zlib
 from pathlib import Path
-from typing import IO, Literal, Sequence
+from typing import IO, Callable, Literal, Sequence, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -28,6 +31,40 @@ LINE = "_line"
 _MULTI_SEP = "\x1f"  # stands in for multi-character separators such as MovieLens' "::"
 _SKIPPED = re.compile(r"Skipping line (\d+)")
 _C_ERROR_LINE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+
+
+_Reader = TypeVar("_Reader", bound=Callable[..., pd.DataFrame])
+
+
+def require_file(path: Path) -> None:
+    """Refuse a path that is a folder or does not exist, saying which (open() would raise "Is a directory")."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: a folder, not a file; pass the file itself")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+
+
+def names_the_file(read: _Reader) -> _Reader:
+    """Make the decompression errors of ``read(path, ...)`` name the file: gzip says only "Not a gzipped file" and a
+    truncated gzip raises a bare EOFError."""
+    @functools.wraps(read)
+    def wrapper(path: Path, *args: object, **kwargs: object) -> pd.DataFrame:
+        try:
+            return read(path, *args, **kwargs)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as error:
+            raise ValueError(f"{path}: not a readable gzip file ({error})") from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def value_text(value: object) -> str | None:
+    """The one text form of an id or value read from a typed source (JSON, Parquet): None for null/NaN, integral
+    floats without ".0" (so 7 and 7.0 are one item whichever reader saw them), anything else as `str`."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def open_binary(path: Path) -> IO[bytes]:
@@ -68,9 +105,23 @@ def read_header(path: Path, sep: str, encoding: str, encoding_errors: EncodingEr
         text = first.decode(encoding, errors=encoding_errors)
     except UnicodeDecodeError:
         raise _decode_error(path, encoding) from None
-    return [name.strip().strip('"') for name in text.rstrip("\r\n").split(sep)]
+    return [name.strip().strip('"') for name in text.removeprefix("\ufeff").rstrip("\r\n").split(sep)]
 
 
+def _check_no_extra_fields(path: Path, sep: str, names: Sequence[str], encoding: str) -> None:
+    """Refuse a headerless file whose first line has more fields than ``names``: pandas would silently take the
+    leading fields as an index (``user item timestamp`` lines read as ``user item`` make the timestamps the items)."""
+    with open_binary(path) as handle:
+        for number, raw in enumerate(handle, start=1):
+            if raw.strip():
+                fields = raw.decode(encoding, errors="replace").rstrip("\r\n").split(sep)
+                if len(fields) > len(names):
+                    raise ValueError(f"{path}: line {number}: expected {len(names)} fields ({' '.join(names)}), "
+                                     f"found {len(fields)}; the file has more columns than this format")
+                return
+
+
+@names_the_file
 def read_delimited(
     path: Path,
     *,
@@ -93,10 +144,11 @@ def read_delimited(
     empty field is a malformed row unless its column is in `allow_empty`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    require_file(path)
     header_lines = 0 if names is not None else 1
-    if names is None:
+    if names is not None:
+        _check_no_extra_fields(path, sep, names, encoding)
+    else:
         found = read_header(path, sep, encoding, encoding_errors)
         missing = [name for name in required if name not in found]
         if missing:
@@ -273,7 +325,7 @@ def _jsonl_slow(
                 bad("malformed_row_nested_value", number, f"field {nested[0]!r} holds a list/object, not a value")
                 continue
             for column, value in zip(columns, picked):
-                values[column].append(None if value is None else str(value))
+                values[column].append(value_text(value))
             lines.append(number)
     for reason, count in counts.items():
         kind = "changed" if reason == "undecodable_bytes_replaced" else "dropped"
@@ -283,6 +335,7 @@ def _jsonl_slow(
     return frame
 
 
+@names_the_file
 def read_jsonl(
     path: Path,
     *,
@@ -300,8 +353,7 @@ def read_jsonl(
     were expected, bad bytes) goes through the line-by-line reader, which names the line or skips and counts.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+    require_file(path)
     schema = pa.schema([(column, pa.string()) for column in columns])
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:

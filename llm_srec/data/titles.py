@@ -14,6 +14,7 @@ import pandas as pd
 
 from llm_srec.modeling.catalog_llm_srec import MISSING_TITLE
 
+from .placeholders import check_missing_title
 from .report import DropReport
 
 DEFAULT_MISSING_TITLE = MISSING_TITLE  # the official code's fallback, shared with ItemCatalog
@@ -45,6 +46,7 @@ def resolve_titles(
     `missing_title` may contain `{item_id}` (e.g. "Item {item_id}") to keep placeholders distinguishable. Titles
     that match none of the items (e.g. keyed by another id column) are an error naming the dataset `name`.
     """
+    check_missing_title(missing_title)
     stage = "titles"
     if titles is None:
         report.add(stage, "missing_title", len(item_ids), "items", "changed",

@@ -170,6 +170,7 @@ def select_push_files(model_dir: str | os.PathLike, extra_files: Sequence[str | 
         if entry.is_file() and _secret_pattern(entry.name):
             secrets.append(listed)
         elif entry.is_file() and _is_model_file(entry.name):
+            _check_inside(entry, folder)
             selected.append(entry.name)
         else:
             left_out.append(listed)
@@ -272,6 +273,15 @@ def extract_sasrec_teacher(model_dir: str | os.PathLike, output_dir: str | os.Pa
     return output
 
 
+def _check_inside(path: Path, folder: Path) -> None:
+    """Refuse a file whose real path (links followed) is outside ``folder``: a link named like a model file would
+    otherwise upload whatever it points to."""
+    target = path.resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ValueError(f"{path} is a link to {target}, outside {folder}; only files inside the model folder are "
+                         "pushed (replace the link by a copy of the file)")
+
+
 def _is_model_file(name: str) -> bool:
     return name in MODEL_FILES or any(fnmatch.fnmatchcase(name, pattern) for pattern in MODEL_FILE_PATTERNS)
 
@@ -293,6 +303,8 @@ def _extra_files(folder: Path, extra: str | os.PathLike) -> tuple[str, list[str]
         raise ValueError(f"extra file {os.fspath(extra)!r} is outside {folder}; only files of the model folder "
                          "can be pushed")
     files = [path] if path.is_file() else sorted(file for file in path.rglob("*") if file.is_file())
+    for file in files:
+        _check_inside(file, folder)
     names = [file.resolve().relative_to(root).as_posix() for file in files]
     for name in names:
         for part in name.split("/"):

@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .arguments import LLMSRecTrainingArguments
-
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # imported when used: the command line reads the recipe names without loading torch
     from llm_srec.modeling import LLMSRecConfig
+
+    from .arguments import LLMSRecTrainingArguments
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,8 @@ class Recipe:
 
     def training_arguments(self, **kwargs: Any) -> LLMSRecTrainingArguments:
         """`LLMSRecTrainingArguments` with the recipe's options, then ``kwargs`` (which win)."""
+        from .arguments import LLMSRecTrainingArguments
+
         return LLMSRecTrainingArguments(**{**self.training, **kwargs})
 
 
