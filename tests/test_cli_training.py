@@ -130,6 +130,21 @@ def test_user_errors_are_one_line_messages(workspace, argv, message, capsys):
     assert message in error and len(error.splitlines()) == 1 and error.startswith(f"llm-srec {argv[0]}: error:")
 
 
+def test_train_builds_the_tiny_backbone_and_fits_the_prompt_budget_to_a_backbone(workspace, tmp_path):
+    common = ["--data", str(workspace["data"]), "--sasrec", str(workspace["sasrec"]), "--max-steps", "2",
+              "--batch-size", "8", "--eval-fraction", "0.5", "--eval-negatives", str(NEGATIVES), "--no-progress",
+              *TINY_LLM_FLAGS]
+    assert main(["train", *common, "--backbone", "tiny", "--output-dir", str(tmp_path / "tiny")]) == 0
+    assert (tmp_path / "tiny" / "backbone" / "config.json").is_file()
+    assert CardContext.from_folder(tmp_path / "tiny").backbone_random_init is True
+    assert "the backbone is randomly initialised" in (tmp_path / "tiny" / "README.md").read_text(encoding="utf-8")
+
+    titles = json.loads((workspace["data"] / "catalog" / "item_catalog.json").read_text())["titles"]
+    short = build_tiny_backbone("llama", titles, tmp_path / "short-backbone", max_position_embeddings=256, seed=0)
+    assert main(["train", *common, "--backbone", str(short), "--output-dir", str(tmp_path / "short")]) == 0
+    assert json.loads((tmp_path / "short" / "config.json").read_text())["max_prompt_length"] == 256
+
+
 def test_the_console_script_runs_commands_and_refuses_bad_arguments(tmp_path):
     """The installed `llm-srec` script, on commands that finish in seconds (the demo itself runs in-process below)."""
     executable = shutil.which("llm-srec")

@@ -86,6 +86,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def build_random_backbone(titles: list[str], folder: Path, seed: int, settings: DemoSettings = FULL) -> str:
+    """The demo's backbone (`RANDOM_INIT_LABEL`): a random-initialised small Llama with a tokenizer trained on
+    ``titles``; also what `train --backbone tiny` trains on."""
+    from llm_srec import build_tiny_backbone
+
+    return str(build_tiny_backbone(
+        "llama", titles, folder, hidden_size=settings.backbone_hidden_size, num_layers=settings.backbone_layers,
+        num_attention_heads=2, seed=seed,
+    ))
+
+
 def _stage(number: int, text: str) -> None:
     print(f"[{number}/5] {text}", flush=True)
 
@@ -112,7 +123,6 @@ def _set_threads(requested: int | None) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from llm_srec import build_tiny_backbone
     from llm_srec.data import SyntheticConfig, build_recommendation_data, generate_synthetic
     from llm_srec.evaluation import RankingEvaluator, format_metrics_table, sampled_protocol
     from llm_srec.training import LLMSRecTrainingArguments, SASRecTrainingArguments
@@ -153,10 +163,7 @@ def run(args: argparse.Namespace) -> int:
     random_init = args.backbone is None
     if random_init:
         _stage(3, f"backbone: {RANDOM_INIT_LABEL}, tokenizer trained on the catalog titles")
-        backbone = str(build_tiny_backbone(
-            "llama", data.catalog.titles, output / "backbone", hidden_size=settings.backbone_hidden_size,
-            num_layers=settings.backbone_layers, num_attention_heads=2, seed=args.seed,
-        ))
+        backbone = build_random_backbone(data.catalog.titles, output / "backbone", args.seed, settings)
     else:
         backbone = str(Path(args.backbone).resolve()) if Path(args.backbone).is_dir() else args.backbone
         _stage(3, f"backbone: {backbone}")

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 from llm_srec.cli import CLIError
 from llm_srec.cli._arguments import check_backbone_argument, fraction, non_negative_int, positive_float, positive_int
 from llm_srec.cli._training import add_training_options, check_output_dir, training_arguments
+
+logger = logging.getLogger(__name__)
+TINY_BACKBONE = "tiny"  # --backbone tiny: the demo's random-initialised backbone
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -25,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("--data", required=True, type=Path, help="folder written by `llm-srec prepare-data`")
     parser.add_argument("--sasrec", required=True, type=Path, help="SASRec folder written by `llm-srec pretrain-sasrec`")
     parser.add_argument("--backbone", required=True,
-                        help="Hub id or local folder of the LLM (e.g. meta-llama/Llama-3.2-3B-Instruct)")
+                        help="Hub id or local folder of the LLM (e.g. meta-llama/Llama-3.2-3B-Instruct), or 'tiny': "
+                        "the demo's random-initialised 64-wide Llama, built in OUTPUT_DIR/backbone and labelled as "
+                        "never pre-trained on the card (quick experiments only)")
     parser.add_argument("--output-dir", required=True, type=Path, help="where the trained model is saved")
     model = parser.add_argument_group("model (defaults: the paper's)")
     model.add_argument("--history-length", type=positive_int, help="history items shown in the user prompt (10)")
@@ -33,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     model.add_argument("--head-hidden-size", type=positive_int, help="hidden width of f_user / f_item (2048)")
     model.add_argument("--cf-hidden-size", type=positive_int, help="hidden width of f_CF-user (128)")
     model.add_argument("--distillation-loss", choices=("mse", "contrastive"), help="distillation variant (mse)")
-    model.add_argument("--max-prompt-length", type=positive_int, help="token budget of a prompt (1024)")
+    model.add_argument("--max-prompt-length", type=positive_int,
+                       help="token budget of a prompt (default 1024, or the backbone's max_position_embeddings when "
+                       "smaller)")
     backbone = parser.add_argument_group("backbone loading")
     backbone.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
                           help="dtype of the backbone weights (default: the checkpoint's)")
@@ -61,6 +69,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "default random order, so other results)")
     parser.set_defaults(func=run)
     return parser
+
+
+def backbone_prompt_budget(backbone: str) -> dict[str, int]:
+    """``{"max_prompt_length": limit}`` when the backbone's max_position_embeddings is below the config's default
+    budget (a 512-position encoder would otherwise be refused), else nothing."""
+    import inspect
+
+    from transformers import AutoConfig
+
+    from llm_srec.modeling import LLMSRecConfig
+
+    default = inspect.signature(LLMSRecConfig.__init__).parameters["max_prompt_length"].default
+    limit = getattr(AutoConfig.from_pretrained(backbone).get_text_config(), "max_position_embeddings", None)
+    if isinstance(limit, int) and limit < default:
+        logger.info("--max-prompt-length %d: the backbone %s has %d positions", limit, backbone, limit)
+        return {"max_prompt_length": limit}
+    return {}
 
 
 def backbone_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -91,7 +116,9 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.training.recipes import get_recipe
 
     check_output_dir(args.output_dir, args.resume, args.overwrite)
-    check_backbone_argument(args.backbone)
+    random_backbone = args.backbone == TINY_BACKBONE
+    if not random_backbone:
+        check_backbone_argument(args.backbone)
     data = load_data(args.data)
     recipe = get_recipe(args.recipe)
     extra: dict[str, Any] = {
@@ -112,10 +139,18 @@ def run(args: argparse.Namespace) -> int:
                      "max_prompt_length")
         if getattr(args, name) is not None
     }
+    backbone = args.backbone
+    if random_backbone:
+        from llm_srec.cli.demo import build_random_backbone
+
+        backbone = build_random_backbone(data.catalog.titles, args.output_dir / "backbone", training_args.seed)
+    if args.max_prompt_length is None:
+        config_kwargs.update(backbone_prompt_budget(backbone))
     try:
         train_llm_srec(
-            data, args.sasrec, args.backbone, args.output_dir, training_args, config_kwargs=config_kwargs,
+            data, args.sasrec, backbone, args.output_dir, training_args, config_kwargs=config_kwargs,
             backbone_kwargs=backbone_options(args), resume_from_checkpoint=args.resume or None, recipe=recipe,
+            model_card_kwargs={"backbone_random_init": True} if random_backbone else None,
         )
     except PromptBudgetError as error:  # the library's message names the config, not the flag
         raise CLIError(f"--max-prompt-length {error.max_prompt_length} exceeds the backbone's max_position_embeddings "
