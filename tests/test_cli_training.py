@@ -223,3 +223,16 @@ def test_a_teacher_never_ranks_another_catalog_of_the_same_size(workspace, tmp_p
     assert "was trained on another item catalog than the data (catalog fingerprint" in error
     with pytest.raises(ValueError, match="another item catalog"):
         build_llm_srec(other, load_model(workspace["sasrec"]), workspace["backbone"])
+
+
+def test_every_training_flag_sets_a_field_of_both_arguments_classes():
+    """The flags are a table (not generated from the dataclasses, whose import costs torch for every `--help`): a
+    renamed or removed field must fail here, not as a TypeError in a user's run."""
+    import dataclasses
+
+    from llm_srec.cli._training import _TRAINING_FLAGS
+    from llm_srec.training import LLMSRecTrainingArguments, SASRecTrainingArguments
+
+    for arguments in (SASRecTrainingArguments, LLMSRecTrainingArguments):
+        fields = {field.name for field in dataclasses.fields(arguments)}
+        assert set(_TRAINING_FLAGS.values()) - fields == set(), arguments.__name__
