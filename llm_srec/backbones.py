@@ -209,11 +209,11 @@ def convert_gguf_backbone(
 
 
 def gguf_backbone_folder(
-    name_or_path: str | os.PathLike, gguf_file: str, cache_dir: str | os.PathLike | None = None, **hub_kwargs
+    name_or_path: str | os.PathLike, gguf_file: str, convert_dir: str | os.PathLike | None = None, **hub_kwargs
 ) -> Path:
     """The converted folder of ``gguf_file`` in ``name_or_path``, de-quantised on first use and reused afterwards.
 
-    The folder lives under ``cache_dir`` (default: ``$HF_HOME/llm_srec/gguf``), named by the file and a digest of
+    The folder lives under ``convert_dir`` (default: ``$HF_HOME/llm_srec/gguf``), named by the file and a digest of
     where it came from, so the same GGUF file is converted once per machine and a trained model's
     ``llm_name_or_path`` keeps pointing at the same weights.
     """
@@ -225,7 +225,7 @@ def gguf_backbone_folder(
     identity = "\n".join([os.path.abspath(source) if os.path.isdir(source) else source, gguf_file,
                           str(hub_kwargs.get("revision") or "")])
     digest = hashlib.sha256(identity.encode("utf-8")).hexdigest()[:12]
-    root = Path(cache_dir) if cache_dir is not None else Path(HF_HOME) / "llm_srec" / "gguf"
+    root = Path(convert_dir) if convert_dir is not None else Path(HF_HOME) / "llm_srec" / "gguf"
     folder = root / f"{Path(gguf_file).stem}-{digest}"
     if (folder / "gguf_source.json").is_file():
         return folder

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,9 +13,11 @@ from conftest import TINY_HEAD_SIZES, TINY_TITLES
 from gguf_files import write_tiny_llama_gguf
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
-from llm_srec import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecModel
+from llm_srec import LLMSRecConfig, LLMSRecForRecommendation, LLMSRecProcessor, SASRecConfig, SASRecModel
 from llm_srec.backbones import convert_gguf_backbone, gguf_backbone_folder
+from llm_srec.data import SyntheticConfig, build_recommendation_data, generate_synthetic
 from llm_srec.hub import write_model_card
+from llm_srec.training.pipeline import build_llm_srec
 
 pytest.importorskip("gguf")
 
@@ -100,7 +103,7 @@ def test_without_the_gguf_package_the_conversion_names_it(gguf_folder, tmp_path,
 
 
 def test_the_gguf_folder_is_converted_once_and_reused(gguf_folder, tmp_path, monkeypatch):
-    first = gguf_backbone_folder(gguf_folder, "tiny.gguf", cache_dir=tmp_path)
+    first = gguf_backbone_folder(gguf_folder, "tiny.gguf", convert_dir=tmp_path)
     assert first.parent == tmp_path and first.name.startswith("tiny-")
     assert json.loads((first / "gguf_source.json").read_text())["gguf_file"] == "tiny.gguf"
     assert [path.name for path in tmp_path.iterdir()] == [first.name]  # no staging folder left behind
@@ -109,4 +112,17 @@ def test_the_gguf_folder_is_converted_once_and_reused(gguf_folder, tmp_path, mon
         raise AssertionError("converted twice")
 
     monkeypatch.setattr("llm_srec.backbones.convert_gguf_backbone", no_second_conversion)
-    assert gguf_backbone_folder(gguf_folder, "tiny.gguf", cache_dir=tmp_path) == first
+    assert gguf_backbone_folder(gguf_folder, "tiny.gguf", convert_dir=tmp_path) == first
+
+
+def test_build_llm_srec_takes_a_gguf_file_in_the_backbone_options(gguf_folder, tmp_path, monkeypatch):
+    monkeypatch.setattr("huggingface_hub.constants.HF_HOME", str(tmp_path / "hf-home"))
+    data = build_recommendation_data(generate_synthetic(SyntheticConfig(num_users=40, num_items=30)))
+    teacher = SASRecModel(SASRecConfig(num_items=data.num_items, hidden_size=16, max_position_embeddings=20))
+    model = build_llm_srec(data, teacher, gguf_folder, config_kwargs=TINY_HEAD_SIZES,
+                           backbone_kwargs={"gguf_file": "tiny.gguf"})
+    backbone = Path(model.config.llm_name_or_path)
+    assert backbone.parent == tmp_path / "hf-home" / "llm_srec" / "gguf"
+    assert json.loads((backbone / "gguf_source.json").read_text())["gguf_file"] == "tiny.gguf"
+    direct = AutoModel.from_pretrained(gguf_folder, gguf_file="tiny.gguf").state_dict()
+    assert all(torch.equal(model.llm.state_dict()[name], tensor) for name, tensor in direct.items())

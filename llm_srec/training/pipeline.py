@@ -196,20 +196,28 @@ def build_llm_srec(
         backbone: Hub id or local folder of the LLM; loaded with `AutoModel` (no LM head).
         config_kwargs: `LLMSRecConfig` options (head sizes, ``history_length`` ...).
         backbone_kwargs: `AutoModel.from_pretrained` options, e.g. ``dtype=torch.bfloat16`` or
-            ``quantization_config=BitsAndBytesConfig(load_in_8bit=True)`` (GPU).
+            ``quantization_config=BitsAndBytesConfig(load_in_8bit=True)`` (GPU). ``gguf_file`` names a GGUF file in
+            ``backbone``: it is de-quantised once into a cache folder (`llm_srec.backbones.gguf_backbone_folder`),
+            which then serves as the backbone and is what the config records.
         seed: seeds the heads' initialisation.
     """
     teacher = sasrec if isinstance(sasrec, SASRecModel) else load_model(sasrec)
     if not isinstance(teacher, SASRecModel):
         raise ValueError(f"{sasrec} is not a SASRec model folder")
     check_catalog(teacher, data, "the SASRec teacher")
+    options = dict(backbone_kwargs or {})
     backbone = os.fspath(backbone)
+    if options.get("gguf_file"):
+        from llm_srec.backbones import gguf_backbone_folder
+
+        hub_options = {key: options[key] for key in ("revision", "cache_dir", "token") if key in options}
+        backbone = os.fspath(gguf_backbone_folder(backbone, options.pop("gguf_file"), **hub_options))
+    options.pop("gguf_file", None)
     if os.path.isdir(backbone):  # the config records it: an absolute path reloads from any working directory
         backbone = os.path.abspath(backbone)
     config = LLMSRecConfig.from_backbone(backbone, sasrec_config=teacher.config, **dict(config_kwargs or {}))
     tokenizer = AutoTokenizer.from_pretrained(backbone)
     processor = LLMSRecProcessor.from_config(config, tokenizer, data.catalog)
-    options = dict(backbone_kwargs or {})
     if "dtype" not in options and config.backbone_dtype != "auto":
         options["dtype"] = config.backbone_dtype
     llm: PreTrainedModel = AutoModel.from_pretrained(backbone, **options)
