@@ -326,7 +326,9 @@ def test_an_output_dir_that_cannot_be_a_folder_is_refused_before_reading(tmp_pat
     (tmp_path / "afile").write_text("x")
     for argv in (["prepare-data", "--source", "synthetic"],
                  ["train", "--data", tmp_path / "d", "--sasrec", tmp_path / "s", "--backbone", "b"],
-                 ["pretrain-sasrec", "--data", tmp_path / "d"]):
+                 ["pretrain-sasrec", "--data", tmp_path / "d"],
+                 ["probe", "--model", tmp_path / "m", "--data", tmp_path / "d"],
+                 ["demo"]):
         cli_error([*argv, "--output-dir", tmp_path / output], capsys,
                   *(fragment.format(root=tmp_path) for fragment in fragments))
 

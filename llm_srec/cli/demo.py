@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_srec.cli import CLIError
-from llm_srec.cli._arguments import non_negative_int, positive_int
+from llm_srec.cli._arguments import check_output_folder, non_negative_int, positive_int
 
 RANDOM_INIT_LABEL = "random-initialised tiny Llama (never pre-trained)"
 
@@ -129,6 +129,7 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.training.pipeline import CHECKPOINTS_DIR, pretrain_sasrec, train_llm_srec
 
     output: Path = args.output_dir.resolve()
+    check_output_folder(output)
     if output.exists() and any(output.iterdir()):
         if not args.overwrite:
             raise CLIError(f"{output} is not empty; pass --overwrite or choose another --output-dir")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_srec.cli import CLIError
-from llm_srec.cli._arguments import non_negative_int, positive_int
+from llm_srec.cli._arguments import check_output_folder, non_negative_int, positive_int
 
 SHUFFLED_MODEL_DIR = "shuffled-model"
 ABLATIONS_DIR = "ablations"
@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     from llm_srec.modeling import LLMSRecForRecommendation, SASRecModel
     from llm_srec.training.pipeline import load_data
 
+    check_output_folder(args.output_dir)  # before minutes of probing, not after
     protocols = args.protocol or PROTOCOLS
     protocol_labels(protocols, args.num_negatives, args.eval_seed)  # a ValueError names a wrong protocol
     for name in args.ablation:
