@@ -29,6 +29,7 @@ def heavy_modules_after(code: str, *argv: str) -> list[str]:
 @pytest.mark.parametrize("argv", [
     ["--help"],
     ["train", "--help"],
+    ["convert-gguf", "--help"],
     ["demo", "--help"],
     ["train", "--data", "d", "--sasrec", "s", "--backbone", "b", "--output-dir", "o", "--batch-size", "0"],
     ["prepare-data", "--source", "synthetic", "--output-dir", "o", "--missing-title", "{foo}"],

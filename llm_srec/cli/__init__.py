@@ -18,6 +18,8 @@ import os
 import sys
 from typing import NoReturn, Sequence
 
+from llm_srec.cli._errors import CLIError
+
 # subcommand name -> module under llm_srec.cli
 COMMANDS: dict[str, str] = {
     "prepare-data": "prepare_data",
@@ -29,12 +31,9 @@ COMMANDS: dict[str, str] = {
     "probe": "probe",
     "card": "card",
     "push": "push",
+    "convert-gguf": "convert_gguf",
 }
 DEBUG_ENVIRONMENT_VARIABLE = "LLM_SREC_DEBUG"
-
-
-class CLIError(Exception):
-    """A user-facing error: printed as one line, exit code 2, no traceback."""
 
 
 class ArgumentParser(argparse.ArgumentParser):

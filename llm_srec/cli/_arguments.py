@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 from llm_srec.cli._arguments import check_output_folder, non_negative_int, positive_float, positive_int
 
 # CLI flag dest -> training-argument name (a flag left unset keeps the arguments class's default)

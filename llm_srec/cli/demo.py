@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 from llm_srec.cli._arguments import check_output_folder, non_negative_int, positive_int
 
 RANDOM_INIT_LABEL = "random-initialised tiny Llama (never pre-trained)"

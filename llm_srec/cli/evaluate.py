@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 from llm_srec.cli._arguments import check_output_file, positive_int
 from llm_srec.cli._training import add_protocol_options, use_cpu_processes_without_accelerator
 from llm_srec.cli.recommend import add_model_loading_options, load_saved_model

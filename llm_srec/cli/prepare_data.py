@@ -7,7 +7,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 from llm_srec.cli._arguments import check_output_folder, fraction, non_negative_int, positive_int
 
 SOURCES = ("amazon2023", "recbole", "movielens", "sasrec", "tabular", "synthetic")

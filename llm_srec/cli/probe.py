@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 from llm_srec.cli._arguments import check_output_folder, non_negative_int, positive_int
 
 SHUFFLED_MODEL_DIR = "shuffled-model"

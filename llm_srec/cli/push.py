@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

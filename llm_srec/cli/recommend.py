@@ -11,7 +11,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 from llm_srec.cli._arguments import check_backbone_argument, positive_int
 
 

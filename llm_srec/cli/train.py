@@ -9,7 +9,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from llm_srec.cli import CLIError
+from llm_srec.cli._errors import CLIError
 from llm_srec.cli._arguments import check_backbone_argument, fraction, non_negative_int, positive_float, positive_int
 from llm_srec.cli._training import add_training_options, check_output_dir, training_arguments
 
@@ -43,6 +43,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                        help="token budget of a prompt (default 1024, or the backbone's max_position_embeddings when "
                        "smaller)")
     backbone = parser.add_argument_group("backbone loading")
+    backbone.add_argument("--gguf-file", default=None,
+                          help="a GGUF file inside --backbone (Hub id or folder): de-quantised once into a cache "
+                          "folder ($HF_HOME/llm_srec/gguf) that serves as the backbone; the model card names the file "
+                          "(needs `pip install gguf`; `llm-srec convert-gguf` writes such a folder where you choose)")
     backbone.add_argument("--dtype", choices=("auto", "float32", "float16", "bfloat16"),
                           help="dtype of the backbone weights (default: the checkpoint's)")
     bits = backbone.add_mutually_exclusive_group()
@@ -86,6 +90,18 @@ def backbone_prompt_budget(backbone: str) -> dict[str, int]:
         logger.info("--max-prompt-length %d: the backbone %s has %d positions", limit, backbone, limit)
         return {"max_prompt_length": limit}
     return {}
+
+
+def gguf_backbone(source: str, gguf_file: str) -> Path:
+    """The converted folder of ``--gguf-file`` in ``--backbone`` (converted on first use)."""
+    from llm_srec.backbones import gguf_backbone_folder
+
+    if Path(source).is_dir() and not (Path(source) / gguf_file).is_file():
+        raise CLIError(f"--gguf-file {gguf_file}: no such file in --backbone {source}")
+    try:
+        return gguf_backbone_folder(source, gguf_file)
+    except ImportError as error:  # the gguf package is missing: the message names it
+        raise CLIError(str(error)) from error
 
 
 def backbone_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -144,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
         from llm_srec.cli.demo import build_random_backbone
 
         backbone = build_random_backbone(data.catalog.titles, args.output_dir / "backbone", training_args.seed)
+    elif args.gguf_file:
+        backbone = str(gguf_backbone(args.backbone, args.gguf_file))
     if args.max_prompt_length is None:
         config_kwargs.update(backbone_prompt_budget(backbone))
     try:
