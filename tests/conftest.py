@@ -52,6 +52,9 @@ TINY_TITLES = [
     "Teal Bath Towel",
 ]
 TINY_NUM_ITEMS = len(TINY_TITLES)
+# Subprocess tests wait this long before calling a run hung: a guard against hangs, not a speed check, so that a
+# loaded CI machine never fails a test for being slow.
+HANG_GUARD_S = 3600
 # Small but structurally complete heads: d' and the hidden sizes are shrunk, the layer shapes are the paper's.
 TINY_HEAD_SIZES = {"head_hidden_size": 32, "embedding_size": 16, "cf_hidden_size": 16}
 RUN_TIME_OPTIONS = ("item_prefix_cache_mb", "group_prompts_by_length")

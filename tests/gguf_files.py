@@ -70,7 +70,8 @@ def write_tiny_llama_gguf(backbone_dir: str | Path, gguf_path: str | Path) -> Pa
     writer.add_add_bos_token(True)
 
     state = {name: tensor.detach().numpy().astype(np.float32) for name, tensor in model.state_dict().items()}
-    tensors = {"token_embd.weight": state["model.embed_tokens.weight"], "output_norm.weight": state["model.norm.weight"]}
+    tensors = {"token_embd.weight": state["model.embed_tokens.weight"],
+               "output_norm.weight": state["model.norm.weight"]}
     for layer in range(config.num_hidden_layers):
         for hf_name, gguf_name in _LAYER_NAMES.items():
             weight = state[f"model.layers.{layer}.{hf_name}"]

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 import torch
 
 from llm_srec import SASRecConfig, SASRecModel, build_tiny_backbone
@@ -49,7 +50,7 @@ def launch(tmp_path: Path, *commands: list[str]) -> subprocess.CompletedProcess:
     script.write_text(TWO_COMMANDS, encoding="utf-8")
     command = [accelerate, "launch", "--config_file", str(CPU_CONFIG), "--main_process_port", str(free_port()),
                str(script), json.dumps(list(commands))]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300,
+    result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     return result

@@ -87,7 +87,8 @@ def test_llm_srec_trains_saves_and_reloads_on_a_converted_gguf_backbone(
     got, want = loaded.recommend([["I00", "I01"]], k=4)[0], model.recommend([["I00", "I01"]], k=4)[0]
     assert got.item_ids == want.item_ids
     card = str(write_model_card(tmp_path))
-    assert f"Its weights are the GGUF file `tiny.gguf` of `{record_source(converted)}`, de-quantised to float32." in card
+    source = record_source(converted)
+    assert f"Its weights are the GGUF file `tiny.gguf` of `{source}`, de-quantised to float32." in card
 
 
 def record_source(converted) -> str:

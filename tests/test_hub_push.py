@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 import torch
 from fake_hub import FakeHub, make_model_folder
 from huggingface_hub import ModelCard, constants
@@ -383,7 +384,7 @@ def test_model_code_does_not_import_the_hub_package() -> None:
     """llm_srec.modeling is uploaded as Hub remote code: it reaches llm_srec.hub inside push_to_hub only."""
     code = ("import sys, llm_srec\n"
             "print([name for name in sys.modules if name == 'llm_srec.hub' or name.startswith('llm_srec.hub.')])")
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=HANG_GUARD_S,
                                env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert completed.stdout.strip() == "[]"
@@ -438,7 +439,7 @@ def test_pushed_repos_load_as_remote_code_and_score_like_the_library(
     env.update(HF_MODULES_CACHE=str(tmp_path / "modules"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
     completed = subprocess.run(
         [sys.executable, "-c", CHILD, str(model_folder), str(teacher_folder), str(output)],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=300, check=False,
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=HANG_GUARD_S, check=False,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
     child = json.loads(output.read_text())

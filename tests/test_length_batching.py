@@ -19,7 +19,7 @@ from accelerate import PartialState
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from conftest import TINY_HEAD_SIZES
+from conftest import HANG_GUARD_S, TINY_HEAD_SIZES
 from llm_srec import SASRecConfig, SASRecModel, build_tiny_backbone
 from llm_srec.data import SyntheticConfig, build_recommendation_data, generate_synthetic
 from llm_srec.data.collators import LLMSRecCollator, user_prompt_lengths
@@ -208,7 +208,7 @@ def run_evaluation(script: Path, backbone: Path, processes: int) -> dict:
                    str(script), str(backbone)]
     path = os.pathsep.join([str(Path(__file__).resolve().parent), os.environ.get("PYTHONPATH", "")])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=HANG_GUARD_S, env=env)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     line = next(line for line in result.stdout.splitlines() if line.startswith("RESULTS "))
     return json.loads(line.removeprefix("RESULTS "))

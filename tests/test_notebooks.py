@@ -17,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import HANG_GUARD_S
 from fake_hub import FakeHub
 from huggingface_hub import ModelCard
 from ipykernel.kernelspec import write_kernel_spec
@@ -25,7 +26,7 @@ from nbclient import NotebookClient
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 NOTEBOOKS = sorted(path.name for path in EXAMPLES.glob("*.ipynb"))
 KERNEL_NAME = "llm-srec-tests"
-CELL_TIMEOUT_S = 300
+CELL_TIMEOUT_S = HANG_GUARD_S  # per cell: a hang guard, not a speed check
 SAMPLED, FULL = "sampled(1+99, seed=0)", "full-catalog"
 HUB_TOKEN = "hf_test_token"
 HUB_REPO_ID = "test-user/llm-srec-notebook"

@@ -15,6 +15,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 from setuptools import find_packages
 
 import llm_srec
@@ -59,7 +60,8 @@ def test_a_source_checkout_imports_the_top_level_folders():
 
 
 def _where(python: str | Path, cwd: Path, **env: str) -> list[str]:
-    completed = subprocess.run([str(python), "-c", WHERE], cwd=cwd, capture_output=True, text=True, timeout=300,
+    completed = subprocess.run([str(python), "-c", WHERE], cwd=cwd, capture_output=True, text=True,
+                               timeout=HANG_GUARD_S,
                                env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", **env}, check=False)
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed.stdout.split()
@@ -67,7 +69,7 @@ def _where(python: str | Path, cwd: Path, **env: str) -> list[str]:
 
 def _pip(*args: str | Path, python: str | Path = sys.executable) -> None:
     subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", *map(str, args)], check=True, capture_output=True, timeout=600)
+                    "--no-index", *map(str, args)], check=True, capture_output=True, timeout=HANG_GUARD_S)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +85,8 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_wheel_holds_the_model_code_and_card_templates_inside_llm_srec(checkout: Path, tmp_path: Path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--no-index", "-w", str(tmp_path), str(checkout)], check=True, capture_output=True, timeout=600)
+                    "--no-index", "-w", str(tmp_path), str(checkout)], check=True, capture_output=True,
+                   timeout=HANG_GUARD_S)
     (wheel,) = tmp_path.glob("llm_srec-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     expected = {f"llm_srec/modeling/{path.name}" for path in (ROOT / "modeling").glob("*.py")}
@@ -110,7 +113,7 @@ def test_pip_install_imports_from_the_checkout_root_and_from_elsewhere(checkout:
 def test_an_editable_install_imports_the_top_level_folders(checkout: Path, tmp_path: Path):
     environment = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(environment)],
-                   check=True, timeout=300)
+                   check=True, timeout=HANG_GUARD_S)
     python = environment / "bin" / "python"
     _pip("--editable", checkout, python=python)
     assert _where(python, tmp_path) == [

@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import HANG_GUARD_S
 import yaml
 from fake_hub import FakeHub
 from huggingface_hub import constants
@@ -207,7 +208,7 @@ def test_python_blocks_run(tmp_path: Path, fake_hub: FakeHub) -> None:
         "HF_HOME": str(tmp_path / "hf-home"), "OMP_NUM_THREADS": "1", "TQDM_DISABLE": "1",
     }
     result = subprocess.run([sys.executable, str(script)], cwd=workdir, env=env, capture_output=True, text=True,
-                            timeout=600)
+                            timeout=HANG_GUARD_S)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
 
     assert "sampled(1+99, seed=0)" in result.stdout and "full-catalog" in result.stdout
@@ -278,7 +279,8 @@ def test_bash_commands_run(tmp_path: Path, fake_hub: FakeHub, monkeypatch: pytes
     launch[config] = str(ROOT / launch[config])  # the same file, from this working directory
     launch[config + 1:config + 1] = ["--main_process_port", str(free_port())]  # the config's port may be taken
     result = subprocess.run([*launch, "--no-progress", "--output", "two-cpu.json"], cwd=tmp_path,
-                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            capture_output=True, text=True, timeout=HANG_GUARD_S,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     assert json.loads((tmp_path / "two-cpu.json").read_text()) == json.loads(
         (tmp_path / "demo-output" / "model" / "metrics.json").read_text())
