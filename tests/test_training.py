@@ -331,3 +331,17 @@ def test_full_determinism_makes_two_threaded_training_repeat_bit_for_bit(small_d
         torch.use_deterministic_algorithms(False)
         torch.set_num_threads(threads)
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+@pytest.mark.parametrize("fraction, expected", [(0.6, [3, 6, 9]), (0.8, [4, 8, 10])])
+def test_no_end_of_training_validation_right_after_a_scheduled_one(small_data, tiny_backbone_dir, tmp_path, fraction,
+                                                                     expected):
+    # 40 users, batch 8: 5 steps an epoch, 10 in all; a validation 1 step after step 9 is dropped, 2 after 8 is not
+    trainer = LLMSRecTrainer(
+        make_model(small_data, tiny_backbone_dir), llm_args(tmp_path, eval_every_epoch_fraction=fraction),
+        train_dataset=small_data.splits["train"], eval_dataset=small_data.splits["validation"],
+    )
+    trainer.train()
+    evaluations = [entry["step"] for entry in trainer.state.log_history if f"eval_{SAMPLED}/HR@10" in entry]
+    assert evaluations == expected and trainer.state.global_step == 10
+    assert (tmp_path / "checkpoint-10" / "trainer_state.json").is_file()  # the final state is still saved

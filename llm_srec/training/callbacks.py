@@ -41,6 +41,25 @@ class CollatorEpochCallback(TrainerCallback):
         self.collator.set_epoch(math.floor(state.epoch or 0))
 
 
+class NoNearDuplicateFinalEvaluationCallback(TrainerCallback):
+    """Drops `Trainer`'s end-of-training validation when a scheduled one ran less than half an interval earlier.
+
+    Why: with validation every 6 steps of a 61-step run, `Trainer` validates at step 60 and again at 61; the two
+    rank nearly the same model, and on a real backbone one validation can cost as much as the whole run's training
+    steps. Model selection then picks among the scheduled validations; the final state is still saved.
+    """
+
+    def on_step_end(
+        self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any
+    ) -> None:
+        eval_steps = state.eval_steps or 0
+        if eval_steps < 1 or state.global_step < state.max_steps or not control.should_evaluate:
+            return
+        since_last = state.global_step % int(eval_steps)
+        if 0 < since_last < eval_steps / 2 and state.global_step > eval_steps:
+            control.should_evaluate = False
+
+
 class QuietProgressCallback(ProgressCallback):
     """`ProgressCallback` without its raw log dicts: `TrainingLogCallback` prints the readable lines instead."""
 

@@ -41,7 +41,12 @@ from llm_srec.modeling.saving_llm_srec import staged_model_folder
 
 from . import checkpointing
 from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments
-from .callbacks import CollatorEpochCallback, QuietProgressCallback, TrainingLogCallback
+from .callbacks import (
+    CollatorEpochCallback,
+    NoNearDuplicateFinalEvaluationCallback,
+    QuietProgressCallback,
+    TrainingLogCallback,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +96,7 @@ class RankingTrainer(Trainer):
             raise ValueError(f"args must be RankingTrainingArguments (or a subclass), got {type(args).__name__}")
         if eval_dataset is not None and not isinstance(eval_dataset, Dataset):
             raise ValueError("eval_dataset must be one datasets.Dataset split (e.g. data.splits['validation'])")
-        callbacks = list(callbacks or [])
+        callbacks = [*(callbacks or []), NoNearDuplicateFinalEvaluationCallback()]
         if hasattr(data_collator, "set_epoch"):
             callbacks.append(CollatorEpochCallback(data_collator))
         if args.early_stopping_patience is not None:
