@@ -236,3 +236,20 @@ def test_every_training_flag_sets_a_field_of_both_arguments_classes():
     for arguments in (SASRecTrainingArguments, LLMSRecTrainingArguments):
         fields = {field.name for field in dataclasses.fields(arguments)}
         assert set(_TRAINING_FLAGS.values()) - fields == set(), arguments.__name__
+
+
+@pytest.mark.parametrize("flags, patience", [([], 10), (["--recipe", "official"], None),
+                                             (["--early-stopping-patience", "3"], 3),
+                                             (["--recipe", "official", "--early-stopping-patience", "4"], 4)])
+def test_pretrain_sasrec_stops_early_unless_the_official_recipe_is_asked_for(workspace, tmp_path, monkeypatch,
+                                                                             flags, patience):
+    class Captured(Exception):
+        pass
+
+    def capture(data, output_dir, args, **kwargs):
+        raise Captured(args.early_stopping_patience, args.num_train_epochs)
+
+    monkeypatch.setattr("llm_srec.training.pipeline.pretrain_sasrec", capture)
+    with pytest.raises(Captured) as captured:
+        main(["pretrain-sasrec", "--data", str(workspace["data"]), "--output-dir", str(tmp_path / "s"), *flags])
+    assert captured.value.args == (patience, 200.0)
