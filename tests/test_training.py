@@ -5,6 +5,7 @@ the all-positions mode and activation checkpointing."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from llm_srec.training import (
     SASRecTrainingArguments,
 )
 from llm_srec.training.pipeline import build_llm_srec
+from llm_srec.training.sanity import random_ranking_expectation, untrained_run_warnings
 
 NEGATIVES = 10
 SAMPLED = f"sampled(1+{NEGATIVES}, seed=0)"
@@ -345,3 +347,28 @@ def test_no_end_of_training_validation_right_after_a_scheduled_one(small_data, t
     evaluations = [entry["step"] for entry in trainer.state.log_history if f"eval_{SAMPLED}/HR@10" in entry]
     assert evaluations == expected and trainer.state.global_step == 10
     assert (tmp_path / "checkpoint-10" / "trainer_state.json").is_file()  # the final state is still saved
+
+
+def test_random_ranking_expectations_and_the_untrained_run_sentences():
+    assert random_ranking_expectation("sampled(1+99, seed=0)/HR@10", 5000) == pytest.approx(0.1)
+    assert random_ranking_expectation("sampled(1+99, seed=0)/NDCG@10", 5000) == pytest.approx(
+        sum(1 / math.log2(rank + 1) for rank in range(1, 11)) / 100)
+    assert random_ranking_expectation("full-catalog/HR@20", 1000) == pytest.approx(0.02)
+    assert random_ranking_expectation("sampled(1+5, seed=0)/HR@10", 1000) == 1.0  # every candidate is in the top 10
+    assert random_ranking_expectation("loss", 1000) is None
+    assert untrained_run_warnings("sampled(1+99, seed=0)/HR@10", 0.35, 500, 2.1, 80) == []
+    sentences = untrained_run_warnings("sampled(1+99, seed=0)/HR@10", 0.11, 500, 4.29, 80)
+    assert "no better than a random ranking (0.1000)" in sentences[0]
+    assert "retrieval loss ended at 4.290, near its chance level ln(80) = 4.382" in sentences[1]
+
+
+def test_a_run_that_does_not_learn_says_so(small_data, tiny_backbone_dir, tmp_path, caplog):
+    trainer = LLMSRecTrainer(
+        make_model(small_data, tiny_backbone_dir), llm_args(tmp_path, learning_rate=0.0, num_eval_negatives=20),
+        train_dataset=small_data.splits["train"], eval_dataset=small_data.splits["validation"],
+    )
+    with caplog.at_level(logging.WARNING, logger="llm_srec.training.trainer"):
+        trainer.train()
+    messages = [record.getMessage() for record in caplog.records if "did not learn" in record.getMessage()]
+    assert any("no better than a random ranking" in message for message in messages)
+    assert any("near its chance level ln(4)" in message for message in messages)

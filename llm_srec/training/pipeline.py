@@ -7,7 +7,6 @@ and the CLI, the demo and the notebooks must do it identically. Every function r
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path

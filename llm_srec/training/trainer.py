@@ -47,6 +47,7 @@ from .callbacks import (
     QuietProgressCallback,
     TrainingLogCallback,
 )
+from .sanity import untrained_run_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +208,19 @@ class RankingTrainer(Trainer):
             resume_from_checkpoint, step = checkpointing.find_resumable_checkpoint(self.args.output_dir)
             if self.is_world_process_zero():
                 print(f"Resuming from {resume_from_checkpoint} (step {step})", flush=True)
-        return super().train(resume_from_checkpoint, *args, **kwargs)
+        output = super().train(resume_from_checkpoint, *args, **kwargs)
+        if self.is_world_process_zero():
+            for warning in self.untrained_run_warnings():
+                logger.warning("This run did not learn: %s.", warning)
+        return output
+
+    def untrained_run_warnings(self) -> list[str]:
+        """`llm_srec.training.sanity.untrained_run_warnings` of the finished run (empty when it learnt)."""
+        retrieval = [entry["retrieval_loss"] for entry in self.state.log_history if "retrieval_loss" in entry]
+        return untrained_run_warnings(
+            (self.args.metric_for_best_model or "").removeprefix("eval_"), self.state.best_metric, self.num_items,
+            retrieval[-1] if retrieval else None, getattr(self, "_num_candidates", None),
+        )
 
     # --------------------------------------------------------------- trainer state without pickle files
     def _engine_owns_state(self) -> bool:
@@ -390,6 +403,7 @@ class LLMSRecTrainer(RankingTrainer):
         """The model's own loss (`Trainer.compute_loss`); its three terms are also kept for the training logs."""
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
+            self._num_candidates = int(outputs.logits.shape[-1])  # the retrieval loss's chance level is ln of this
             for name in LOSS_TERMS:
                 value = getattr(outputs, name, None)
                 if value is not None:
