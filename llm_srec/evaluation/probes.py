@@ -409,14 +409,12 @@ def probe_subjects(
 
 
 __all__ = [
-    "ABLATIONS",
     "ABLATION_LABELS",
     "BREAKDOWN_METRICS",
     "CONTROL_LABEL",
     "MeanEmbeddingControl",
     "ProbeSubject",
     "RepresentationEncoder",
-    "ablation_config_overrides",
     "ablation_name",
     "change_ratio",
     "compare_metrics",
@@ -425,7 +423,6 @@ __all__ = [
     "probe_subjects",
     "run_probes",
     "select_users",
-    "shuffled_training_data",
     "transition_groups",
     "transition_scores",
     "warm_cold_groups",
