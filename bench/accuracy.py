@@ -6,9 +6,9 @@ For one data set (default: the UniSRec Amazon "Scientific" set in ../shared/data
 2. for each backbone (``minilm``: the real pretrained all-MiniLM-L6-v2; ``tiny-llama-ctrl``: a random-initialised
    tiny causal Llama from `build_tiny_backbone`, the control) train with `build_llm_srec` + `LLMSRecTrainer` (what `train_llm_srec` does, plus a loss-log callback):
    - LLM-SRec (retrieval + distillation + uniformity, weights 1/1/1),
-   - the ablation "w/o L_Distill, L_Uniform" (retrieval only; `probes.ABLATIONS["no_distillation_uniformity"]`),
+   - the ablation "w/o L_Distill, L_Uniform" (retrieval only; `training.recipes.ABLATIONS["no_distillation_uniformity"]`),
    and, for the backbones in ``--shuffle-backbones``, both again on once-shuffled training histories
-   (`probes.shuffled_training_data`, seed 0; the frozen teacher is the same one);
+   (`training.probe_training.shuffled_training_data`, seed 0; the frozen teacher is the same one);
 3. rank the test users under both protocols, ``sampled(1+99, seed=0)`` and ``full-catalog``, with the same
    evaluator (same users, same candidate lists) for every model.
 

@@ -23,9 +23,9 @@ import argparse
 import copy
 import fcntl
 import json
+import resource
 import statistics
 import sys
-import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -39,10 +39,9 @@ from common import (  # noqa: E402
 )
 
 from llm_srec.evaluation.oracle import attach_oracle  # noqa: E402
-from llm_srec.training.probe_training import shuffled_training_data  # noqa: E402
 from llm_srec.evaluation.ranking import RankingEvaluator  # noqa: E402
-from llm_srec.training import LLMSRecTrainer, LLMSRecTrainingArguments  # noqa: E402
-from llm_srec.training import checkpointing  # noqa: E402
+from llm_srec.training import LLMSRecTrainer, LLMSRecTrainingArguments, checkpointing  # noqa: E402
+from llm_srec.training.probe_training import shuffled_training_data  # noqa: E402
 from llm_srec.training.recipes import RECIPES  # noqa: E402
 
 SAMPLED = "sampled(1+99, seed=0)"
