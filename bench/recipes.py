@@ -89,7 +89,7 @@ QUICK_VARIANTS = ["paper", "transfer", "transfer/bag"]
 def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed: int) -> LLMSRecTrainingArguments:
     settings = {
         "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs, "eval_every_epoch_fraction": args.eval_every,
-        "early_stopping_patience": args.patience, "max_eval_users": args.val_users, "per_device_eval_batch_size": 256,
+        "early_stopping_patience": args.patience, "max_eval_users": args.val_users, "per_device_eval_batch_size": args.eval_batch_size,
         "save_total_limit": 1, "report_to": [], "disable_tqdm": True, "seed": seed, "dataloader_num_workers": 0,
         "use_cpu": not torch.cuda.is_available(), "eval_protocols": ["sampled"],
         **({"learning_rate": args.lr} if args.lr is not None else {}),
@@ -181,6 +181,8 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
     parser.add_argument("--patience", type=int, default=4, help="validations without improvement")
     parser.add_argument("--eval-every", type=float, default=0.5, help="validation every this fraction of an epoch")
     parser.add_argument("--val-users", type=int, default=1000)
+    parser.add_argument("--eval-batch-size", type=int, default=256,
+                        help="users (and items) per ranking batch; SmolLM2 at 256 x 380 tokens peaks at 17 GB")
     parser.add_argument("--eval-users", type=int, default=1000, help="seeded test-user subset (same for all models)")
     parser.add_argument("--teacher-epochs", type=int, default=100)
     parser.add_argument("--histories", nargs="+", default=["original"], choices=["original", "shuffled"],
@@ -211,7 +213,7 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
     data = load_dataset(args.dataset)
     result["data"] = data.statistics()
     evaluator = RankingEvaluator(data.splits["test"], data.num_items, ("sampled", "full"), num_negatives=99,
-                                 seed=0, max_users=args.eval_users, batch_size=256)
+                                 seed=0, max_users=args.eval_users, batch_size=args.eval_batch_size)
     teacher, teacher_info = fixed_teacher(args.dataset, data, epochs=args.teacher_epochs)
     result["teacher"] = {**teacher_info, "test": evaluator.evaluate(teacher, show_progress=False),
                          "hidden_size": teacher.config.hidden_size,
