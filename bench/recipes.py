@@ -89,7 +89,8 @@ QUICK_VARIANTS = ["paper", "transfer", "transfer/bag"]
 def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed: int) -> LLMSRecTrainingArguments:
     settings = {
         "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs, "eval_every_epoch_fraction": args.eval_every,
-        "early_stopping_patience": args.patience, "max_eval_users": args.val_users, "per_device_eval_batch_size": args.eval_batch_size,
+        "early_stopping_patience": args.patience, "max_eval_users": args.val_users,
+        "per_device_eval_batch_size": args.eval_batch_size,
         "save_total_limit": 1, "report_to": [], "disable_tqdm": True, "seed": seed, "dataloader_num_workers": 0,
         "use_cpu": not torch.cuda.is_available(), "eval_protocols": ["sampled"],
         **({"learning_rate": args.lr} if args.lr is not None else {}),
