@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,7 @@ from llm_srec.training import (
     SASRecTrainer,
     SASRecTrainingArguments,
 )
-from llm_srec.training.pipeline import build_llm_srec
+from llm_srec.training.pipeline import build_llm_srec, history_cut_summary
 from llm_srec.training.sanity import random_ranking_expectation, untrained_run_warnings
 
 NEGATIVES = 10
@@ -372,3 +373,18 @@ def test_a_run_that_does_not_learn_says_so(small_data, tiny_backbone_dir, tmp_pa
     messages = [record.getMessage() for record in caplog.records if "did not learn" in record.getMessage()]
     assert any("no better than a random ranking" in message for message in messages)
     assert any("near its chance level ln(4)" in message for message in messages)
+
+
+def test_training_says_how_much_history_the_prompt_budget_cuts(small_data, tiny_backbone_dir):
+    model = make_model(small_data, tiny_backbone_dir)
+    train = small_data.splits["train"]
+    assert history_cut_summary(model.processor, train) == (
+        f"The {model.processor.max_prompt_length}-token prompt budget shows every history item (up to 5) for all "
+        f"{len(train)} training users.")
+    model.processor.max_prompt_length = 60  # room for about one item
+    summary = history_cut_summary(model.processor, train, sample_size=10)
+    match = re.fullmatch(r"The 60-token prompt budget cuts (\d+) of (\d+) history items \(.*\) for (\d+) of 10 "
+                         r"training users \(a seeded sample\); raise max_prompt_length to show them\.", summary)
+    assert match is not None, summary
+    cut, wanted, users = map(int, match.groups())
+    assert 0 < cut < wanted <= 50 and 0 < users <= 10

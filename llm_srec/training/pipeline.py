@@ -7,11 +7,13 @@ and the CLI, the demo and the notebooks must do it identically. Every function r
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, set_seed
 
 from llm_srec.data import RecommendationData
@@ -25,6 +27,8 @@ from .arguments import LLMSRecTrainingArguments, RankingTrainingArguments, SASRe
 from .recipes import DEFAULT_RECIPE, Recipe, get_recipe
 from .sasrec_trainer import SASRecTrainer
 from .trainer import LLMSRecTrainer, RankingTrainer
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINTS_DIR = "checkpoints"
 
@@ -224,6 +228,24 @@ def build_llm_srec(
     return LLMSRecForRecommendation(config, llm=llm, sasrec=teacher, processor=processor)
 
 
+def history_cut_summary(processor: LLMSRecProcessor, split: Dataset, sample_size: int = 2000, seed: int = 0) -> str:
+    """One sentence on how much of the history the prompt budget shows, over a seeded sample of ``split``'s users:
+    a budget too small for ``history_length`` items silently drops the oldest ones from every prompt."""
+    rows = split if len(split) <= sample_size else split.shuffle(seed=seed).select(range(sample_size))
+    wanted = [min(len(history), processor.history_length) for history in rows["history"]]
+    shown = [sum(1 for item in slots if item) for slots in processor(
+        rows["history"], rows["history_timestamps"], return_tensors=None)["history_item_ids"]]
+    cut = sum(wanted) - sum(shown)
+    users = sum(1 for want, got in zip(wanted, shown) if got < want)
+    scope = f"{len(wanted)} training users" + (" (a seeded sample)" if len(split) > sample_size else "")
+    if cut == 0:
+        return (f"The {processor.max_prompt_length}-token prompt budget shows every history item (up to "
+                f"{processor.history_length}) for all {scope}.")
+    return (f"The {processor.max_prompt_length}-token prompt budget cuts {cut} of {sum(wanted)} history items "
+            f"({cut / max(sum(wanted), 1):.1%}; the oldest first) for {users} of {scope}; raise max_prompt_length "
+            "to show them.")
+
+
 def train_llm_srec(
     data: RecommendationData | str | os.PathLike,
     sasrec: SASRecModel | str | os.PathLike,
@@ -251,6 +273,8 @@ def train_llm_srec(
     args = _arguments(LLMSRecTrainingArguments, args, output_dir)
     model = build_llm_srec(data, sasrec, backbone, recipe.config_kwargs(config_kwargs), backbone_kwargs,
                            seed=args.seed)
+    if args.process_index == 0:
+        logger.info(history_cut_summary(model.processor, data.splits["train"]))
     return _train(LLMSRecTrainer, model, args, data, output_dir, evaluate_test, model_card_kwargs,
                   resume_from_checkpoint)
 
@@ -260,6 +284,7 @@ __all__ = [
     "build_llm_srec",
     "check_catalog",
     "evaluate_model",
+    "history_cut_summary",
     "load_data",
     "load_model",
     "pretrain_sasrec",
