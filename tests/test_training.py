@@ -363,16 +363,18 @@ def test_random_ranking_expectations_and_the_untrained_run_sentences():
     assert "retrieval loss ended at 4.290, near its chance level ln(80) = 4.382" in sentences[1]
 
 
-def test_a_run_that_does_not_learn_says_so(small_data, tiny_backbone_dir, tmp_path, caplog):
+@pytest.mark.parametrize("in_batch, chance", [(False, "ln(4)"), (True, "ln(32)")])  # 8 users x 4 candidates
+def test_a_run_that_does_not_learn_says_so(small_data, tiny_backbone_dir, tmp_path, caplog, in_batch, chance):
     trainer = LLMSRecTrainer(
-        make_model(small_data, tiny_backbone_dir), llm_args(tmp_path, learning_rate=0.0, num_eval_negatives=20),
+        make_model(small_data, tiny_backbone_dir, in_batch_negatives=in_batch),
+        llm_args(tmp_path, learning_rate=0.0, num_eval_negatives=20),
         train_dataset=small_data.splits["train"], eval_dataset=small_data.splits["validation"],
     )
     with caplog.at_level(logging.WARNING, logger="llm_srec.training.trainer"):
         trainer.train()
     messages = [record.getMessage() for record in caplog.records if "did not learn" in record.getMessage()]
     assert any("no better than a random ranking" in message for message in messages)
-    assert any("near its chance level ln(4)" in message for message in messages)
+    assert any(f"near its chance level {chance}" in message for message in messages)
 
 
 def test_training_says_how_much_history_the_prompt_budget_cuts(small_data, tiny_backbone_dir):

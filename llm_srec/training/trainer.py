@@ -403,7 +403,9 @@ class LLMSRecTrainer(RankingTrainer):
         """The model's own loss (`Trainer.compute_loss`); its three terms are also kept for the training logs."""
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
-            self._num_candidates = int(outputs.logits.shape[-1])  # the retrieval loss's chance level is ln of this
+            # the retrieval loss's chance level is ln of the candidates each target ranks against
+            in_batch = getattr(self.accelerator.unwrap_model(model).config, "in_batch_negatives", False)
+            self._num_candidates = int(inputs["candidate_item_ids"].numel() if in_batch else outputs.logits.shape[-1])
             for name in LOSS_TERMS:
                 value = getattr(outputs, name, None)
                 if value is not None:
