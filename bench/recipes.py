@@ -1,8 +1,8 @@
 """Recipe comparison: LLM-SRec recipes and their levers against one fixed SASRec teacher, several seeds.
 
 The real `LLMSRecForRecommendation` heads, losses, `LLMSRecCollator`, `LLMSRecTrainer` (validation-based model
-selection: the best validation sampled HR@10, checked every `--eval-every` epoch (half), early stopping) and `RankingEvaluator`, on
-``--backbone``: ``oracle`` replaces the backbone's output-token states by oracle features
+selection: the best validation sampled HR@10, checked every ``--eval-every`` epoch (half), early stopping) and
+`RankingEvaluator`, on ``--backbone``: ``oracle`` replaces the backbone's output-token states by oracle features
 (`llm_srec.evaluation.oracle`; ``bench/oracle.py`` is this script with that default), any other name is a real
 backbone of `common.backbone_path` (``minilm``, ``tiny-llama-ctrl`` ...).
 
@@ -88,7 +88,8 @@ QUICK_VARIANTS = ["paper", "transfer", "transfer/bag"]
 
 def train_args(folder: Path, recipe: str, overrides: dict[str, Any], args, seed: int) -> LLMSRecTrainingArguments:
     settings = {
-        "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs, "eval_every_epoch_fraction": args.eval_every,
+        "output_dir": str(folder / "checkpoints"), "num_train_epochs": args.epochs,
+        "eval_every_epoch_fraction": args.eval_every,
         "early_stopping_patience": args.patience, "max_eval_users": args.val_users,
         "per_device_eval_batch_size": args.eval_batch_size,
         "save_total_limit": 1, "report_to": [], "disable_tqdm": True, "seed": seed, "dataloader_num_workers": 0,
@@ -138,7 +139,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 def has_complete_checkpoint(folder: str) -> bool:
     """Whether an interrupted run left a checkpoint to resume from (a killed session continues where it was)."""
-    return Path(folder).is_dir() and bool(checkpointing.survey_checkpoints(folder)[0])
+    return bool(checkpointing.survey_checkpoints(folder)[0])
 
 
 def peak_rss_mb() -> float:
@@ -146,8 +147,8 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def merge_run(out_path: Path, result: dict[str, Any], name: str, seed: int, record: dict[str, Any]) -> dict[str, Any]:
-    """Add one finished run to the result file under a lock, keeping runs that other invocations (other seeds or
+def save_result(out_path: Path, result: dict[str, Any]) -> dict[str, Any]:
+    """Write ``result`` under a lock, first taking in the runs and commands that other invocations (other seeds or
     variants running in parallel) wrote meanwhile; returns the merged result."""
     with open(out_path.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -158,7 +159,6 @@ def merge_run(out_path: Path, result: dict[str, Any], name: str, seed: int, reco
         for command in on_disk.get("commands", []):
             if command not in result["commands"]:
                 result["commands"].insert(0, command)
-        result["runs_by_variant"].setdefault(name, {})[str(seed)] = record
         summarise(result)
         write_json(out_path, result)
     return result
@@ -220,9 +220,9 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
                          "hidden_size": teacher.config.hidden_size,
                          "max_position_embeddings": teacher.config.max_position_embeddings}
     result["evaluation"] = {"split": "test", "users": evaluator.num_users, "protocols": [SAMPLED, FULL],
-                            "selection": f"best validation {SAMPLED}/HR@10 "
-                                         f"(at most {args.val_users} seeded validation users), every {args.eval_every} epoch"}
-    write_json(out_path, result)
+                            "selection": f"best validation {SAMPLED}/HR@10 (at most {args.val_users} seeded "
+                                         f"validation users), every {args.eval_every} epoch"}
+    result = save_result(out_path, result)
     oracle = args.backbone == "oracle"
     # The oracle's heads read teacher vectors: its backbone (never run) has the teacher's hidden size, 64.
     backbone = backbone_path("tiny-llama-ctrl" if oracle else args.backbone, data)
@@ -254,7 +254,8 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
             model = trainer.model.eval()
             best = trainer.state.best_metric
             steps = trainer.state.global_step
-            validation_seconds = [entry["eval_runtime"] for entry in trainer.state.log_history if "eval_runtime" in entry]
+            validation_seconds = [entry["eval_runtime"] for entry in trainer.state.log_history
+                                  if "eval_runtime" in entry]
             del trainer
             test_start = time.perf_counter()
             test_metrics = evaluator.evaluate(model, show_progress=False)
@@ -269,12 +270,12 @@ def main(default_backbone: str = "oracle", description: str | None = None) -> No
                 "peak_rss_mb": peak_rss_mb(), "machine": machine_info(),
                 "test": test_metrics,
             }
-            result = merge_run(out_path, result, name, seed, record)
+            runs[str(seed)] = record
+            result = save_result(out_path, result)
             runs = result["runs_by_variant"][name]
             print(json.dumps({"variant": name, "seed": seed, **runs[str(seed)]["test"][SAMPLED]}), flush=True)
-    table = summarise(result)
     result["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-    write_json(out_path, result)
+    table = save_result(out_path, result)["summary"]
     teacher_variants = [name for name in table if "@" not in name
                         and (not oracle or VARIANTS.get(name, ("", "teacher"))[1] == "teacher")]
     best = max(teacher_variants, key=lambda name: table[name][f"{SAMPLED}/NDCG@10"]["mean"])

@@ -197,8 +197,10 @@ def convert_gguf_backbone(
 
     source = AutoModelForCausalLM.from_pretrained(name_or_path, gguf_file=gguf_file, dtype=torch.float32, **hub_kwargs)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, gguf_file=gguf_file, **hub_kwargs)
-    plain = type(source)(source.config)
-    plain.load_state_dict(source.state_dict())
+    with torch.device("meta"):  # no second allocation or random initialisation: the tensors are moved in
+        plain = type(source)(source.config)
+    plain.load_state_dict(source.state_dict(), assign=True)
+    plain.tie_weights()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     plain.save_pretrained(output_dir)

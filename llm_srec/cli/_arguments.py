@@ -82,6 +82,13 @@ def _check_writable(folder: Path, flag: str, named: Path) -> None:
         raise CLIError(f"{flag} {named}: {existing} is not writable (permission denied)")
 
 
+def check_gguf_file(source: str, gguf_file: str, where: str) -> None:
+    """Refuse a ``--gguf-file`` that a local ``source`` folder does not hold (``where`` names that folder in the
+    message), before the GGUF reader fails on it; a Hub id is left to the download."""
+    if Path(source).is_dir() and not (Path(source) / gguf_file).is_file():
+        raise CLIError(f"--gguf-file {gguf_file}: no such file in {where}")
+
+
 def check_backbone_argument(backbone: str, flag: str = "--backbone") -> None:
     """Refuse a saved LLM-SRec or SASRec folder passed as the backbone: it would fail deep in loading with a message
     about prompt lengths or sentencepiece."""

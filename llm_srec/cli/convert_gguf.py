@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from llm_srec.cli._arguments import check_output_folder
+from llm_srec.cli._arguments import check_gguf_file, check_output_folder
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -34,9 +34,7 @@ def run(args: argparse.Namespace) -> int:
     check_output_folder(args.output_dir)
     if (args.output_dir / "config.json").exists():
         raise CLIError(f"--output-dir {args.output_dir} already holds a model (config.json); choose a new folder")
-    source = Path(args.source)
-    if source.is_dir() and not (source / args.gguf_file).is_file():
-        raise CLIError(f"--gguf-file {args.gguf_file}: no such file in {source}")
+    check_gguf_file(args.source, args.gguf_file, args.source)
     try:
         convert_gguf_backbone(args.source, args.gguf_file, args.output_dir,
                               **({"revision": args.revision} if args.revision else {}))

@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_srec.cli._errors import CLIError
-from llm_srec.cli._arguments import check_backbone_argument, fraction, non_negative_int, positive_float, positive_int
+from llm_srec.cli._arguments import (
+    check_backbone_argument,
+    check_gguf_file,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from llm_srec.cli._training import add_training_options, check_output_dir, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -96,8 +103,7 @@ def gguf_backbone(source: str, gguf_file: str) -> Path:
     """The converted folder of ``--gguf-file`` in ``--backbone`` (converted on first use)."""
     from llm_srec.backbones import gguf_backbone_folder
 
-    if Path(source).is_dir() and not (Path(source) / gguf_file).is_file():
-        raise CLIError(f"--gguf-file {gguf_file}: no such file in --backbone {source}")
+    check_gguf_file(source, gguf_file, f"--backbone {source}")
     try:
         return gguf_backbone_folder(source, gguf_file)
     except ImportError as error:  # the gguf package is missing: the message names it

@@ -210,12 +210,12 @@ def build_llm_srec(
     check_catalog(teacher, data, "the SASRec teacher")
     options = dict(backbone_kwargs or {})
     backbone = os.fspath(backbone)
-    if options.get("gguf_file"):
+    gguf_file = options.pop("gguf_file", None)
+    if gguf_file:
         from llm_srec.backbones import gguf_backbone_folder
 
         hub_options = {key: options[key] for key in ("revision", "cache_dir", "token") if key in options}
-        backbone = os.fspath(gguf_backbone_folder(backbone, options.pop("gguf_file"), **hub_options))
-    options.pop("gguf_file", None)
+        backbone = os.fspath(gguf_backbone_folder(backbone, gguf_file, **hub_options))
     if os.path.isdir(backbone):  # the config records it: an absolute path reloads from any working directory
         backbone = os.path.abspath(backbone)
     config = LLMSRecConfig.from_backbone(backbone, sasrec_config=teacher.config, **dict(config_kwargs or {}))
@@ -235,14 +235,15 @@ def history_cut_summary(processor: LLMSRecProcessor, split: Dataset, sample_size
     wanted = [min(len(history), processor.history_length) for history in rows["history"]]
     shown = [sum(1 for item in slots if item) for slots in processor(
         rows["history"], rows["history_timestamps"], return_tensors=None)["history_item_ids"]]
-    cut = sum(wanted) - sum(shown)
+    total = sum(wanted)
+    cut = total - sum(shown)
     users = sum(1 for want, got in zip(wanted, shown) if got < want)
     scope = f"{len(wanted)} training users" + (" (a seeded sample)" if len(split) > sample_size else "")
     if cut == 0:
         return (f"The {processor.max_prompt_length}-token prompt budget shows every history item (up to "
                 f"{processor.history_length}) for all {scope}.")
-    return (f"The {processor.max_prompt_length}-token prompt budget cuts {cut} of {sum(wanted)} history items "
-            f"({cut / max(sum(wanted), 1):.1%}; the oldest first) for {users} of {scope}; raise max_prompt_length "
+    return (f"The {processor.max_prompt_length}-token prompt budget cuts {cut} of {total} history items "
+            f"({cut / total:.1%}; the oldest first) for {users} of {scope}; raise max_prompt_length "
             "to show them.")
 
 

@@ -116,6 +116,7 @@ class RankingTrainer(Trainer):
         self.model_card_kwargs = dict(model_card_kwargs or {})
         self._evaluator = self._make_evaluator(eval_dataset) if eval_dataset is not None else None
         self.last_ranking_metrics: NestedMetrics | None = None
+        self._num_candidates: int | None = None  # candidates per training target, set by a subclass's compute_loss
 
     def _use_readable_logs(self) -> None:
         """Swap `Trainer`'s raw log-dict printers for `TrainingLogCallback`'s one-line summaries."""
@@ -219,7 +220,7 @@ class RankingTrainer(Trainer):
         retrieval = [entry["retrieval_loss"] for entry in self.state.log_history if "retrieval_loss" in entry]
         return untrained_run_warnings(
             (self.args.metric_for_best_model or "").removeprefix("eval_"), self.state.best_metric, self.num_items,
-            retrieval[-1] if retrieval else None, getattr(self, "_num_candidates", None),
+            retrieval[-1] if retrieval else None, self._num_candidates,
         )
 
     # --------------------------------------------------------------- trainer state without pickle files
@@ -345,6 +346,7 @@ class LLMSRecTrainer(RankingTrainer):
             args.eval_steps = args.save_steps = self._steps_per_fraction(len(train_dataset))
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_count = 0
+        self._in_batch_negatives = bool(model.config.in_batch_negatives)
 
     def _get_train_sampler(self, train_dataset: Dataset | None = None) -> torch.utils.data.Sampler | None:
         """`Trainer`'s sampler; the length-based strategies get each row's user-prompt token length (the
@@ -404,8 +406,8 @@ class LLMSRecTrainer(RankingTrainer):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if model.training:
             # the retrieval loss's chance level is ln of the candidates each target ranks against
-            in_batch = getattr(self.accelerator.unwrap_model(model).config, "in_batch_negatives", False)
-            self._num_candidates = int(inputs["candidate_item_ids"].numel() if in_batch else outputs.logits.shape[-1])
+            candidates = inputs["candidate_item_ids"]
+            self._num_candidates = candidates.numel() if self._in_batch_negatives else candidates.shape[-1]
             for name in LOSS_TERMS:
                 value = getattr(outputs, name, None)
                 if value is not None:
